@@ -1,0 +1,185 @@
+"""BBBC010 reading, input validation, normalisation and augmentation.
+
+Channel order (see the data set README): ``w1`` fluorescence (SYTOX), ``w2`` brightfield.
+Per-worm masks come from ``masks/<WELL>_<NN>_ground_truth.png`` (the ``foreground/``
+PNGs are shifted by one row and are not used).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CHANNEL_TAGS = ("w1", "w2")  # fluorescence, brightfield
+_WELL_RE = re.compile(r"_([A-P]\d{2})_(w\d)_")
+
+
+class InputError(ValueError):
+    """Bad user input, with a message that says what is wrong and what to do."""
+
+
+@dataclass
+class Well:
+    name: str
+    image: np.ndarray  # [C,H,W] float32, normalised
+    masks: np.ndarray  # [N,H,W] bool, may overlap
+
+
+def default_data_dir() -> Path:
+    """``../shared/data/bbbc010`` next to the project checkout (or $PROBSEG_DATA)."""
+    import os
+
+    env = os.environ.get("PROBSEG_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "bbbc010"
+
+
+def read_split(data_dir: Path, split: str) -> list[str]:
+    path = Path(data_dir) / "splits" / f"{split}.txt"
+    if not path.exists():
+        raise InputError(f"split file {path} not found; expected one of train/test/test_fold1/test_fold2")
+    return [s.strip() for s in path.read_text().split() if s.strip()]
+
+
+def channel_files(data_dir: Path, well: str) -> dict[str, Path]:
+    """The image file of each channel tag present for ``well``."""
+    out = {}
+    for f in sorted((Path(data_dir) / "images").glob(f"*_{well}_w*_*.tif")):
+        m = _WELL_RE.search(f.name)
+        if m and m.group(1) == well:
+            out[m.group(2)] = f
+    return out
+
+
+def read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        return tifffile.imread(str(path))
+    except Exception as exc:  # tifffile raises many types for broken files
+        raise InputError(f"cannot read image {path}: {exc}") from exc
+
+
+def load_image(data_dir: Path, well: str, channels: tuple[str, ...] = CHANNEL_TAGS) -> np.ndarray:
+    """Raw [C,H,W] image of one well; a clear error when a channel file is missing."""
+    files = channel_files(data_dir, well)
+    missing = [c for c in channels if c not in files]
+    if missing:
+        raise InputError(f"well {well}: channel file(s) {missing} missing in {Path(data_dir) / 'images'}")
+    return np.stack([read_tiff(files[c]) for c in channels])
+
+
+def load_masks(data_dir: Path, well: str) -> np.ndarray:
+    from skimage.io import imread
+
+    files = sorted((Path(data_dir) / "masks").glob(f"{well}_*_ground_truth.png"))
+    if not files:
+        raise InputError(f"well {well}: no ground-truth masks in {Path(data_dir) / 'masks'}")
+    return np.stack([imread(str(f)) > 0 for f in files])
+
+
+def load_well(data_dir: Path, well: str, channels: tuple[str, ...] = CHANNEL_TAGS) -> Well:
+    image = normalize(validate_image(load_image(data_dir, well, channels), len(channels)))
+    return Well(well, image, load_masks(data_dir, well))
+
+
+def available_wells(data_dir: Path, split: str, channels: tuple[str, ...] = CHANNEL_TAGS) -> tuple[list[str], list[str]]:
+    """(wells with every channel, wells skipped because a channel file is missing)."""
+    ok, skipped = [], []
+    for w in read_split(data_dir, split):
+        (ok if all(c in channel_files(data_dir, w) for c in channels) else skipped).append(w)
+    return ok, skipped
+
+
+def validate_image(image: np.ndarray, n_channels: int, min_size: int = 16) -> np.ndarray:
+    """Check a [C,H,W] (or [H,W] for one channel) image and return it as float32 [C,H,W].
+
+    Raises InputError naming the problem: wrong dimensions, RGB, wrong dtype, NaNs,
+    an empty or constant image, or a side smaller than one U-Net cell.
+    """
+    a = np.asarray(image)
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise InputError(f"image dtype {a.dtype} is not numeric; give an integer or float image")
+    if a.ndim == 2 and n_channels == 1:
+        a = a[None]
+    if a.ndim == 3 and a.shape[-1] in (3, 4) and a.shape[0] not in (3, 4):
+        raise InputError(
+            f"image of shape {a.shape} looks like RGB(A); the model expects {n_channels} separate "
+            "grayscale channel(s) (fluorescence, brightfield): split the channels first"
+        )
+    if a.ndim != 3 or a.shape[0] != n_channels:
+        raise InputError(
+            f"image of shape {a.shape} does not match the model, which expects {n_channels} channel(s) "
+            f"of 2-D images ([{n_channels}, H, W]); pick one 2-D layer per channel"
+        )
+    if a.shape[1] < min_size or a.shape[2] < min_size:
+        raise InputError(f"image of {a.shape[1]}x{a.shape[2]} pixels is smaller than one U-Net cell ({min_size}x{min_size})")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise InputError("image contains NaN or infinite values; fill or mask them before segmenting")
+    for c in range(a.shape[0]):
+        if a[c].max() == a[c].min():
+            raise InputError(f"channel {c} of the image is empty or constant (all {a[c].flat[0]}); nothing to segment")
+    return a
+
+
+def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
+    """Per-channel percentile normalisation to roughly [0, 1]; robust to the bright well rim."""
+    out = np.empty_like(image, dtype=np.float32)
+    for c in range(image.shape[0]):
+        lo, hi = np.percentile(image[c], [low, high])
+        out[c] = (image[c] - lo) / max(hi - lo, 1e-6)
+    return out
+
+
+def random_warp_batch(
+    wells: list[Well],
+    batch: int,
+    crop: int,
+    gen: torch.Generator,
+    elastic: bool = True,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Sample ``batch`` augmented crops: random well, position, rotation, flip, elastic warp.
+
+    One sampling grid per crop is applied to the image (bilinear) and to the mask stack
+    (nearest), so both are deformed identically.  All randomness comes from ``gen``.
+    """
+    images, masks = [], []
+    for _ in range(batch):
+        well = wells[int(torch.randint(len(wells), (1,), generator=gen))]
+        c, h, w = well.image.shape
+        angle = float(torch.rand(1, generator=gen)) * 2 * math.pi
+        flip = -1.0 if float(torch.rand(1, generator=gen)) < 0.5 else 1.0
+        scale = 1.0 + 0.2 * (float(torch.rand(1, generator=gen)) - 0.5)
+        half = crop / 2 * scale
+        cy = float(torch.rand(1, generator=gen)) * max(h - 2 * half, 0) + min(half, h / 2)
+        cx = float(torch.rand(1, generator=gen)) * max(w - 2 * half, 0) + min(half, w / 2)
+        lin = torch.linspace(-half, half, crop)
+        yy, xx = torch.meshgrid(lin, lin * flip, indexing="ij")
+        ca, sa = math.cos(angle), math.sin(angle)
+        ry, rx = ca * yy - sa * xx, sa * yy + ca * xx
+        if elastic:
+            coarse = torch.randn(2, 1, 5, 5, generator=gen) * 6.0  # pixel displacements
+            disp = F.interpolate(coarse, size=(crop, crop), mode="bicubic", align_corners=True)[:, 0]
+            ry, rx = ry + disp[0], rx + disp[1]
+        py, px = ry + cy, rx + cx
+        # sample only from the bounding box of the grid: converting whole masks is slow
+        y0, x0 = max(int(py.min()) - 1, 0), max(int(px.min()) - 1, 0)
+        y1, x1 = min(int(py.max()) + 3, h), min(int(px.max()) + 3, w)
+        if y1 - y0 < 2 or x1 - x0 < 2:
+            y0, x0, y1, x1 = 0, 0, h, w
+        gy = (py - y0) / max(y1 - y0 - 1, 1) * 2 - 1
+        gx = (px - x0) / max(x1 - x0 - 1, 1) * 2 - 1
+        grid = torch.stack([gx, gy], -1)[None]
+        img = torch.from_numpy(well.image[:, y0:y1, x0:x1])[None]
+        images.append(F.grid_sample(img, grid, mode="bilinear", padding_mode="reflection", align_corners=True)[0])
+        mk = torch.from_numpy(well.masks[:, y0:y1, x0:x1]).float()[None]
+        wm = F.grid_sample(mk, grid, mode="nearest", padding_mode="zeros", align_corners=True)[0] > 0.5
+        masks.append(wm[wm.flatten(1).any(1)])
+    return torch.stack(images), masks

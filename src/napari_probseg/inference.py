@@ -1,0 +1,216 @@
+"""Sections 2.3 and 3.1: MC-dropout draws, agglomeration, entropy and uncertainty peaks.
+
+``predict`` is the one call the CLI, the benchmark, the batch mode and the napari
+widgets share.  It reports progress after every draw and can be cancelled between
+draws (``should_stop``), so a GUI never has to kill a thread.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+from .checkpoint import PostprocessConfig
+from .data import validate_image, normalize
+from .model import UNet
+from .postprocess import embeddings_to_instances
+
+PATCH = 4
+
+
+class Cancelled(Exception):
+    """Raised by ``predict`` when ``should_stop`` asked it to stop."""
+
+
+@dataclass
+class Peak:
+    score: float  # mean entropy of the 4x4 patch
+    y: int  # top-left pixel of the patch
+    x: int
+    instances: list[int] = field(default_factory=list)  # indices into the probability stack
+
+
+@dataclass
+class Prediction:
+    probabilities: np.ndarray  # [N,H,W] float32, per-instance probability
+    instances: np.ndarray  # [N,H,W] bool, probabilities >= threshold (a slice may be empty)
+    entropy: np.ndarray  # [H,W] float32, max over instances of the Bernoulli entropy
+    peaks: list[Peak]
+    draws: list[np.ndarray]  # the T post-processed draws
+    threshold: float
+
+    def binary_instances(self) -> np.ndarray:
+        """The non-empty binarised instances: what the metrics score."""
+        return self.instances[self.instances.reshape(len(self.instances), -1).any(1)]
+
+    def labels(self) -> np.ndarray:
+        """A label image (0 = background); where instances overlap the later one wins."""
+        lab = np.zeros(self.entropy.shape, dtype=np.int32)
+        for i, m in enumerate(self.instances):
+            lab[m] = i + 1
+        return lab
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix [len(a), len(b)] of two bool stacks."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    fa = a.reshape(len(a), -1).astype(np.float32)
+    fb = b.reshape(len(b), -1).astype(np.float32)
+    inter = fa @ fb.T
+    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
+    return inter / np.maximum(union, 1)
+
+
+def agglomerate(draws: list[np.ndarray]) -> np.ndarray:
+    """Section 2.3: per-instance probability maps [N,H,W] from T instance stacks.
+
+    Start from the draw with the most instances; match each further draw to the running
+    union by Hungarian matching on IoU; matched masks are summed and unioned, unmatched
+    ones start new instances.  The sums divided by T are the probabilities.
+    """
+    t = len(draws)
+    if t == 0:
+        raise ValueError("agglomerate needs at least one draw")
+    shape = draws[0].shape[1:]
+    order = sorted(range(t), key=lambda i: -len(draws[i]))
+    base = draws[order[0]].astype(bool).copy()
+    sums = base.astype(np.float32)
+    for i in order[1:]:
+        d = draws[i].astype(bool)
+        if len(d) == 0:
+            continue
+        iou = mask_iou(base, d)
+        rows, cols = linear_sum_assignment(-iou) if len(base) else (np.array([], int), np.array([], int))
+        matched = set()
+        for r, c in zip(rows, cols):
+            if iou[r, c] > 0:
+                sums[r] += d[c]
+                base[r] |= d[c]
+                matched.add(c)
+        new = [c for c in range(len(d)) if c not in matched]
+        if new:
+            base = np.concatenate([base, d[new]])
+            sums = np.concatenate([sums, d[new].astype(np.float32)])
+    if len(sums) == 0:
+        return np.zeros((0, *shape), dtype=np.float32)
+    return sums / t
+
+
+def bernoulli_entropy(p: np.ndarray) -> np.ndarray:
+    """H(p) = -p ln p - (1-p) ln(1-p), 0 at p in {0, 1}, ln 2 at 0.5."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(np.where(p > 0, p * np.log(p), 0.0) + np.where(p < 1, (1 - p) * np.log(1 - p), 0.0))
+    return h.astype(np.float32)
+
+
+def patch_entropy(entropy: np.ndarray, size: int = PATCH) -> np.ndarray:
+    """Mean entropy of non-overlapping size x size patches (edge remainder padded with 0)."""
+    h, w = entropy.shape
+    ph, pw = -(-h // size), -(-w // size)
+    pad = np.zeros((ph * size, pw * size), dtype=np.float32)
+    pad[:h, :w] = entropy
+    return pad.reshape(ph, size, pw, size).mean((1, 3))
+
+
+def uncertainty_peaks(
+    entropy: np.ndarray, probabilities: np.ndarray, k: int | None = None, size: int = PATCH
+) -> list[Peak]:
+    """Ranked 4x4 patches that are local maxima of patch entropy (3x3 patch window).
+
+    Each peak lists the instances within or touching the patch (probability > 0 in the
+    patch grown by one pixel), i.e. those a proofreader would correct there.
+    """
+    pe = patch_entropy(entropy, size)
+    local_max = (pe == ndimage.maximum_filter(pe, size=3, mode="constant")) & (pe > 1e-6)
+    ys, xs = np.nonzero(local_max)
+    order = np.argsort(-pe[ys, xs], kind="stable")
+    if k is not None:
+        order = order[:k]
+    h, w = entropy.shape
+    peaks = []
+    for i in order:
+        y, x = int(ys[i]) * size, int(xs[i]) * size
+        y0, x0, y1, x1 = max(y - 1, 0), max(x - 1, 0), min(y + size + 1, h), min(x + size + 1, w)
+        touched = [int(n) for n in np.flatnonzero((probabilities[:, y0:y1, x0:x1] > 0).any((1, 2)))]
+        peaks.append(Peak(float(pe[ys[i], xs[i]]), y, x, touched))
+    return peaks
+
+
+def prepare_input(image: np.ndarray, model: UNet) -> torch.Tensor:
+    """Validate and normalise a raw [C,H,W] image for the model (clear errors on bad input)."""
+    a = validate_image(image, model.cfg.in_channels, min_size=model.cell)
+    return torch.from_numpy(normalize(a))
+
+
+@torch.no_grad()
+def forward_draws(
+    model: UNet,
+    x: torch.Tensor,
+    draws: int,
+    device: torch.device | str = "cpu",
+    batch: int = 4,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+):
+    """Yield (embedding [D,H,W], logits [3,H,W]) for each MC draw, ``batch`` at a time."""
+    device = torch.device(device)
+    model.eval()
+    model.set_mc(draws > 1 and bool(model.dropout_layers()))
+    torch.manual_seed(seed)
+    xb = x[None].to(device)
+    done = 0
+    try:
+        while done < draws:
+            if should_stop is not None and should_stop():
+                raise Cancelled()
+            n = min(batch, draws - done)
+            use_bf16 = device.type == "cuda"
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                emb, logits = model(xb.expand(n, -1, -1, -1))
+            for i in range(n):
+                yield emb[i].float(), logits[i].float()
+                done += 1
+                if progress is not None:
+                    progress(done, draws)
+    finally:
+        model.set_mc(False)
+
+
+def predict(
+    model: UNet,
+    image: np.ndarray,
+    post: PostprocessConfig | None = None,
+    draws: int | None = None,
+    threshold: float | None = None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Prediction:
+    """Raw image [C,H,W] -> per-instance probabilities, binarised instances, entropy, peaks.
+
+    ``progress(done, total)`` is called after each draw is clustered; ``should_stop()``
+    is checked between draws and raises ``Cancelled``.
+    """
+    post = post or PostprocessConfig()
+    draws = draws or post.mc_draws
+    threshold = post.binarize if threshold is None else threshold
+    x = prepare_input(image, model)
+    stacks = []
+    for i, (emb, logits) in enumerate(
+        forward_draws(model, x, draws, device, seed=seed, should_stop=should_stop)
+    ):
+        stacks.append(embeddings_to_instances(emb, logits, post.bandwidth, post.threshold, post.min_size, seed=seed + i))
+        if progress is not None:
+            progress(i + 1, draws)
+    probs = agglomerate(stacks)
+    inst = probs >= threshold
+    ent = bernoulli_entropy(probs).max(0) if len(probs) else np.zeros(x.shape[-2:], np.float32)
+    return Prediction(probs.astype(np.float32), inst, ent, uncertainty_peaks(ent, probs), stacks, threshold)

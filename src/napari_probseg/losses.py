@@ -1,0 +1,98 @@
+"""Section 2.1 losses: discriminative loss (no variance hinge), 3-class CE, regulariser.
+
+The distance hinge acts on the Euclidean distance of centres, as in De Brabandere et
+al. (2017): [2 delta_d - ||mu_A - mu_B||]_+^2.  (Hinging the *squared* distance has a zero
+gradient when centres coincide, which is where a freshly initialised network starts.)
+
+Overlapping instances: the embedding terms use only pixels that belong to exactly one
+instance.  An overlap pixel would be pulled towards two centres at once, which the loss
+cannot satisfy; such pixels are instead learnt by the "overlap" class of the
+cross-entropy and re-attached to every instance by the overlap heuristic
+(``postprocess.overlap_heuristic``).  An instance that lies entirely under others falls
+back to all of its pixels so that it still has a centre.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+DELTA_D = 4.0
+REG_WEIGHT = 0.001
+
+
+@dataclass
+class LossTerms:
+    total: torch.Tensor
+    var: torch.Tensor
+    dist: torch.Tensor
+    reg: torch.Tensor
+    ce: torch.Tensor
+    concrete: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {k: float(getattr(self, k).detach()) for k in ("total", "var", "dist", "reg", "ce", "concrete")}
+
+
+def class_target(masks: torch.Tensor) -> torch.Tensor:
+    """Per-pixel class from an instance stack [N,H,W]: 0 background, 1 one worm, 2 overlap."""
+    count = masks.sum(0) if masks.shape[0] else torch.zeros(masks.shape[1:], device=masks.device)
+    return count.clamp(max=2).long()
+
+
+def discriminative_loss(
+    embedding: torch.Tensor, masks: torch.Tensor, delta_d: float = DELTA_D
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L_var, L_dist, L_reg of eqs. (1)-(3) for one image.
+
+    embedding: [D,H,W]; masks: [N,H,W] bool (may overlap).  Returns zeros for N=0,
+    and L_dist=0 for N=1.
+    """
+    zero = embedding.sum() * 0.0
+    n = masks.shape[0]
+    if n == 0:
+        return zero, zero, zero
+    d = embedding.shape[0]
+    e = embedding.reshape(d, -1).float()  # [D,P]
+    m = masks.reshape(n, -1).float()  # [N,P]
+    single = (m.sum(0, keepdim=True) == 1).float()
+    m_excl = m * single
+    empty = m_excl.sum(1, keepdim=True) == 0
+    m_use = torch.where(empty, m, m_excl)
+    counts = m_use.sum(1).clamp(min=1)  # [N]
+    mu = (m_use @ e.T) / counts[:, None]  # [N,D]
+    # sum_i ||mu_c - e_i||^2 = sum_i ||e_i||^2 - 2 mu.sum_i e_i + N_c ||mu||^2
+    e_sq = (e * e).sum(0)  # [P]
+    sq = m_use @ e_sq - counts * (mu * mu).sum(1)
+    l_var = (sq.clamp(min=0) / counts).mean()
+    l_reg = (mu * mu).sum(1).mean()
+    if n < 2:
+        return l_var, zero, l_reg
+    dist = (((mu[:, None, :] - mu[None, :, :]) ** 2).sum(-1) + 1e-8).sqrt()  # [N,N]
+    hinge = F.relu(2 * delta_d - dist) ** 2
+    off_diag = ~torch.eye(n, dtype=torch.bool, device=hinge.device)
+    l_dist = hinge[off_diag].sum() / (n * (n - 1))
+    return l_var, l_dist, l_reg
+
+
+def total_loss(
+    embedding: torch.Tensor,
+    logits: torch.Tensor,
+    masks: list[torch.Tensor],
+    regularizer: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+) -> LossTerms:
+    """Batch loss: mean over images of disc. loss + CE, plus the model regulariser."""
+    vs, ds, rs = [], [], []
+    targets = []
+    for b, mk in enumerate(masks):
+        v, d, r = discriminative_loss(embedding[b], mk)
+        vs.append(v)
+        ds.append(d)
+        rs.append(r)
+        targets.append(class_target(mk) if mk.shape[0] else torch.zeros(logits.shape[-2:], dtype=torch.long, device=logits.device))
+    var, dist, reg = torch.stack(vs).mean(), torch.stack(ds).mean(), torch.stack(rs).mean()
+    ce = F.cross_entropy(logits.float(), torch.stack(targets), weight=class_weights)
+    total = var + dist + REG_WEIGHT * reg + ce + regularizer
+    return LossTerms(total, var, dist, reg, ce, regularizer)

@@ -1,0 +1,187 @@
+"""The 5-level U-Net of the paper (section 2.1/3) with optional Concrete Dropout.
+
+Every convolution (including the 1x1 output head) is preceded by a dropout layer:
+either nothing (baseline, regularised by weight decay) or *spatial* Concrete Dropout
+(Gal, Hron, Kendall 2017) with one learnable rate per layer.  At inference time the
+dropout layers keep sampling when ``mc=True`` so that repeated forward passes are
+draws from the approximate posterior predictive distribution.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EMBED_DIM = 16
+N_CLASSES = 3  # background / foreground / overlap
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a network; stored inside every checkpoint."""
+
+    variant: str = "concrete"  # "concrete" or "baseline"
+    in_channels: int = 2
+    base_filters: int = 19
+    levels: int = 5
+    embed_dim: int = EMBED_DIM
+    n_classes: int = N_CLASSES
+    temperature: float = 0.1
+    init_dropout: float = 0.1
+    iota2: float = 1e-6  # prior length-scale^2 (= weight decay of the baseline)
+    zeta: float = 1e-3  # dropout-rate entropy weight
+    n_train_samples: int = 50  # N of eq. (4)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        unknown = set(data) - set(known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        cfg = cls(**known)
+        if cfg.variant not in ("concrete", "baseline"):
+            raise ValueError(f"model variant must be 'concrete' or 'baseline', got {cfg.variant!r}")
+        return cfg
+
+
+class ConcreteDropout2d(nn.Module):
+    """Spatial Concrete Dropout: drops whole channels with a learnable rate p.
+
+    The relaxed Bernoulli mask (temperature ``t``) keeps the rate differentiable.
+    ``mc`` makes the layer sample outside training too (MC-dropout inference).
+    """
+
+    def __init__(self, channels: int, init_p: float = 0.1, temperature: float = 0.1):
+        super().__init__()
+        self.channels = channels
+        self.temperature = temperature
+        self.p_logit = nn.Parameter(torch.tensor(math.log(init_p) - math.log(1 - init_p)))
+        self.mc = False
+
+    @property
+    def p(self) -> torch.Tensor:
+        return torch.sigmoid(self.p_logit)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training or self.mc):
+            return x  # inverted dropout: the expectation is the identity
+        eps = 1e-7
+        p = self.p.to(x.dtype if x.dtype == torch.float32 else torch.float32)
+        u = torch.rand(x.shape[0], x.shape[1], 1, 1, device=x.device, dtype=torch.float32)
+        drop_logit = (
+            torch.log(p + eps) - torch.log(1 - p + eps) + torch.log(u + eps) - torch.log(1 - u + eps)
+        )
+        drop = torch.sigmoid(drop_logit / self.temperature)
+        keep = (1 - drop) / (1 - p)
+        return x * keep.to(x.dtype)
+
+
+class DropConv(nn.Module):
+    """A convolution with an optional Concrete Dropout on its input."""
+
+    def __init__(self, cin: int, cout: int, k: int, cfg: ModelConfig):
+        super().__init__()
+        self.drop = (
+            ConcreteDropout2d(cin, cfg.init_dropout, cfg.temperature) if cfg.variant == "concrete" else None
+        )
+        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop is not None:
+            x = self.drop(x)
+        return self.conv(x)
+
+
+class UNet(nn.Module):
+    """5-level U-Net: 3x3 convs, ReLU, same padding, 19 filters doubling per level.
+
+    Output: ``(embedding [B,16,H,W], logits [B,3,H,W])``.  Any H, W is accepted: the
+    input is reflect-padded to a multiple of 2**(levels-1) and the output cropped back.
+    """
+
+    def __init__(self, cfg: ModelConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or ModelConfig()
+        c = self.cfg
+        widths = [c.base_filters * 2**i for i in range(c.levels)]
+        self.down = nn.ModuleList()
+        cin = c.in_channels
+        for w in widths:
+            self.down.append(nn.ModuleList([DropConv(cin, w, 3, c), DropConv(w, w, 3, c)]))
+            cin = w
+        self.up_conv = nn.ModuleList()
+        self.up = nn.ModuleList()
+        for w in reversed(widths[:-1]):
+            self.up_conv.append(DropConv(cin, w, 3, c))  # after nearest upsampling
+            self.up.append(nn.ModuleList([DropConv(2 * w, w, 3, c), DropConv(w, w, 3, c)]))
+            cin = w
+        self.head = DropConv(cin, c.embed_dim + c.n_classes, 1, c)
+        for m in self.modules():  # He init keeps activations alive through 23 ReLU layers
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    @property
+    def cell(self) -> int:
+        """Smallest image side the network can take; sizes are padded to multiples of it."""
+        return 2 ** (self.cfg.levels - 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = x.shape[-2:]
+        m = self.cell
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            mode = "reflect" if (ph < h and pw < w) else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        skips = []
+        for i, (c1, c2) in enumerate(self.down):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = F.relu(c2(F.relu(c1(x))))
+            skips.append(x)
+        for upc, (c1, c2), skip in zip(self.up_conv, self.up, reversed(skips[:-1])):
+            x = F.relu(upc(F.interpolate(x, scale_factor=2, mode="nearest")))
+            x = torch.cat([x, skip], dim=1)
+            x = F.relu(c2(F.relu(c1(x))))
+        out = self.head(x)[..., :h, :w]
+        e = self.cfg.embed_dim
+        return out[:, :e], out[:, e:]
+
+    # ---- Concrete Dropout helpers -------------------------------------------------
+    def dropout_layers(self) -> list[tuple[str, DropConv]]:
+        return [(n, m) for n, m in self.named_modules() if isinstance(m, DropConv) and m.drop is not None]
+
+    def dropout_rates(self) -> dict[str, float]:
+        """The learned dropout rate of every layer, by layer name (empty for the baseline)."""
+        return {n: float(m.drop.p.detach()) for n, m in self.dropout_layers()}
+
+    def set_mc(self, enabled: bool) -> None:
+        """Keep dropout sampling at inference time (MC-dropout draws)."""
+        for _, m in self.dropout_layers():
+            m.drop.mc = enabled
+
+    def regularizer(self) -> torch.Tensor:
+        """Eq. (4): Concrete Dropout regulariser (baseline: plain L2 weight decay).
+
+        With inverted dropout the stored weights are the pre-dropout M scaled by (1-p),
+        so iota^2 (1-p)/2 ||M||^2 becomes iota^2/2 ||W||^2 / (1-p) as in Gal's code.
+        """
+        c = self.cfg
+        reg = torch.zeros((), device=self.head.conv.weight.device)
+        for m in self.modules():
+            if not isinstance(m, DropConv):
+                continue
+            sq = m.conv.weight.pow(2).sum()
+            if m.drop is None:
+                reg = reg + c.iota2 / 2 * sq
+                continue
+            p = m.drop.p
+            entropy = -p * torch.log(p) - (1 - p) * torch.log(1 - p)
+            reg = reg + c.iota2 / 2 * sq / (1 - p) - c.zeta * m.drop.channels * entropy
+        return reg / c.n_train_samples

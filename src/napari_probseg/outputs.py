@@ -1,0 +1,91 @@
+"""Writing one image's results: label TIFF, probabilities NPZ, entropy TIFF, peaks CSV, PNG."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .inference import Prediction
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through a temporary name so a partial file never looks complete."""
+    tmp = path.with_name(f".{path.name}.partial")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dict | None = None) -> dict[str, Path]:
+    import tifffile
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "labels": out / f"{stem}_labels.tif",
+        "probabilities": out / f"{stem}_probabilities.npz",
+        "entropy": out / f"{stem}_entropy.tif",
+        "peaks": out / f"{stem}_peaks.csv",
+    }
+    _atomic(paths["labels"], lambda p: tifffile.imwrite(p, pred.labels(), compression="zlib", photometric="minisblack"))
+    _atomic(paths["entropy"], lambda p: tifffile.imwrite(p, pred.entropy, compression="zlib", photometric="minisblack"))
+
+    def write_npz(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.savez_compressed(
+                f,
+                probabilities=pred.probabilities.astype(np.float16),
+                instances=pred.instances,
+                entropy=pred.entropy.astype(np.float16),
+                threshold=np.float32(pred.threshold),
+                meta=np.array(str(meta or {})),
+            )
+
+    _atomic(paths["probabilities"], write_npz)
+
+    def write_csv(p: Path) -> None:
+        with open(p, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["rank", "score", "y", "x", "instances"])
+            for r, pk in enumerate(pred.peaks, 1):
+                w.writerow([r, f"{pk.score:.5f}", pk.y, pk.x, " ".join(str(i + 1) for i in pk.instances)])
+
+    _atomic(paths["peaks"], write_csv)
+    return paths
+
+
+def render_overview(image: np.ndarray, pred: Prediction, path: str | Path, title: str = "", top_peaks: int = 20) -> Path:
+    """Figure-1-style PNG: input, instances, entropy with the top uncertainty peaks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from skimage.color import label2rgb
+
+    from .data import normalize
+
+    img = normalize(np.asarray(image, dtype=np.float32))
+    rgb = np.zeros((*img.shape[1:], 3), np.float32)
+    rgb[..., 0] = np.clip(img[0], 0, 1)
+    if img.shape[0] > 1:
+        rgb[..., 1] = rgb[..., 2] = np.clip(img[1], 0, 1)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    axes[0].imshow(rgb)
+    axes[0].set_title("input (red: fluorescence, grey: brightfield)")
+    axes[1].imshow(label2rgb(pred.labels(), bg_label=0))
+    axes[1].set_title(f"{int(pred.instances.reshape(len(pred.instances), -1).any(1).sum())} instances (p >= {pred.threshold})")
+    im = axes[2].imshow(pred.entropy, cmap="magma", vmin=0, vmax=np.log(2))
+    for pk in pred.peaks[:top_peaks]:
+        axes[2].add_patch(plt.Rectangle((pk.x - 6, pk.y - 6), 16, 16, fill=False, ec="cyan", lw=1))
+    axes[2].set_title(f"entropy, top {min(top_peaks, len(pred.peaks))} uncertainty peaks")
+    fig.colorbar(im, ax=axes[2], fraction=0.04)
+    for a in axes:
+        a.axis("off")
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

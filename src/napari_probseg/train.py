@@ -1,0 +1,210 @@
+"""Training loop (``probseg train``): Adam, warm-up + cosine schedule, checkpoints, resume.
+
+A resume checkpoint holds the weights, the Adam moments and the random-generator
+states, so a run continued from it takes exactly the steps the uninterrupted run would
+have taken (given the same device and thread count).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .checkpoint import PostprocessConfig, read_checkpoint, save_checkpoint
+from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, load_well, random_warp_batch
+from .losses import total_loss
+from .model import ModelConfig, UNet
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/probseg"
+    data_dir: str = ""
+    split: str = "train"
+    wells: list[str] = field(default_factory=list)  # overrides split when given
+    variant: str = "concrete"
+    channels: list[str] = field(default_factory=lambda: list(CHANNEL_TAGS))
+    base_filters: int = 19
+    levels: int = 5
+    steps: int = 1000
+    batch: int = 4
+    crop: int = 256
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.05
+    warmup: int = 200
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 500
+    elastic: bool = True
+    overlap_weight: float = 1.0  # CE weight of the rare overlap class
+    clip_grad: float = 5.0  # the distance hinge gives occasional large gradients
+    fast_cpu: bool = True  # channels_last + bf16 autocast where the CPU supports bf16
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min((step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1), 1.0)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _optim_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for idx, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"optim.{idx}.{k}"] = torch.as_tensor(v)
+    return out
+
+
+def _load_optim(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("extra.optim."):
+            _, _, idx, name = key.split(".", 3)
+            state.setdefault(int(idx), {})[name] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def train(
+    cfg: TrainConfig,
+    wells: list[Well] | None = None,
+    resume: str | Path | None = None,
+    init_from: str | Path | None = None,
+    progress: Callable[[int, dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
+    """Train (or fine-tune, with ``init_from``) and return the path of the final checkpoint.
+
+    ``progress(step, loss_terms)`` is called every step; ``should_stop()`` ends the run
+    early after saving a checkpoint, so stopping never loses work.
+    """
+    device = pick_device(cfg.device)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
+    channels = tuple(cfg.channels)
+    if wells is None:
+        names = cfg.wells or available_wells(data_dir, cfg.split, channels)[0]
+        wells = [load_well(data_dir, w, channels) for w in names]
+    if not wells:
+        raise ValueError("no training wells: give wells or a data folder with a split")
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    mcfg = ModelConfig(variant=cfg.variant, in_channels=len(channels), base_filters=cfg.base_filters,
+                       levels=cfg.levels, n_train_samples=len(wells))
+    model = UNet(mcfg)
+    post = PostprocessConfig()
+    start = 0
+    resume_tensors: dict[str, torch.Tensor] = {}
+    if init_from or resume:
+        header, tensors = read_checkpoint(resume or init_from)
+        model = UNet(ModelConfig.from_dict(header["model"]))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        post = PostprocessConfig.from_dict(header.get("postprocess", {}))
+        if resume:
+            start = int(header["meta"]["step"])
+            resume_tensors = tensors
+            gen.set_state(tensors["extra.rng.data"])
+            torch.set_rng_state(tensors["extra.rng.torch"])
+    model.to(device)
+    use_bf16 = cfg.fast_cpu and device.type == "cpu" and cpu_supports_bf16()
+    if cfg.fast_cpu or device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if resume_tensors:
+        _load_optim(opt, resume_tensors)
+    weights = torch.tensor([1.0, 1.0, cfg.overlap_weight], device=device)
+    log_path = out / "log.csv"
+    log_new = not log_path.exists() or start == 0
+    if not log_new:  # drop rows an interrupted run wrote after its last checkpoint
+        rows = log_path.read_text().splitlines()
+        kept = [r for r in rows[1:] if r.split(",")[0].isdigit() and int(r.split(",")[0]) <= start]
+        log_path.write_text("\n".join(rows[:1] + kept) + "\n")
+    log_file = open(log_path, "w" if log_new else "a", newline="")
+    writer = csv.writer(log_file)
+    if log_new:
+        writer.writerow(["step", "total", "var", "dist", "reg", "ce", "concrete", "lr", "seconds"])
+
+    def checkpoint(step: int, name: str) -> Path:
+        meta = {
+            "step": step,
+            "train_config": asdict(cfg),
+            "wells": [w.name for w in wells],
+            "dropout_rates": model.dropout_rates(),
+            "torch": torch.__version__,
+            "device": str(device),
+            "bf16": use_bf16,
+        }
+        extra = {"rng.data": gen.get_state(), "rng.torch": torch.get_rng_state(), **_optim_tensors(opt)}
+        return save_checkpoint(out / name, model, post, meta, extra)
+
+    model.train()
+    step = start
+    t0 = time.perf_counter()
+    try:
+        while step < cfg.steps:
+            if should_stop is not None and should_stop():
+                break
+            for g in opt.param_groups:
+                g["lr"] = learning_rate(cfg, step)
+            x, masks = random_warp_batch(wells, cfg.batch, cfg.crop, gen, cfg.elastic)
+            x = x.to(device)
+            masks = [m.to(device) for m in masks]
+            if cfg.fast_cpu or device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16 or device.type == "cuda"):
+                emb, logits = model(x)
+            terms = total_loss(emb.float(), logits.float(), masks, model.regularizer(), weights)
+            opt.zero_grad(set_to_none=True)
+            terms.total.backward()
+            if cfg.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            opt.step()
+            step += 1
+            vals = terms.as_floats()
+            writer.writerow([step, *(f"{vals[k]:.5g}" for k in ("total", "var", "dist", "reg", "ce", "concrete")),
+                             f"{learning_rate(cfg, step - 1):.3g}", f"{time.perf_counter() - t0:.1f}"])
+            if progress is not None:
+                progress(step, vals)
+            if step % cfg.checkpoint_every == 0:
+                log_file.flush()
+                checkpoint(step, "last.safetensors")
+    finally:
+        log_file.close()
+    path = checkpoint(step, "last.safetensors")
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    return path
+
+
+def export_weights(checkpoint: str | Path, dest: str | Path, postprocess: PostprocessConfig | None = None) -> Path:
+    """Strip resume state (optimiser, RNG) from a checkpoint: the file we ship."""
+    header, tensors = read_checkpoint(checkpoint)
+    cfg = ModelConfig.from_dict(header["model"])
+    model = UNet(cfg)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    post = postprocess or PostprocessConfig.from_dict(header.get("postprocess", {}))
+    return save_checkpoint(dest, model, post, header.get("meta", {}))

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_probseg.data import (
+    InputError,
+    Well,
+    available_wells,
+    load_image,
+    load_well,
+    normalize,
+    random_warp_batch,
+    validate_image,
+)
+
+
+def test_bbbc010_well_loads_with_overlapping_masks(data_dir):
+    w = load_well(data_dir, "A01")
+    assert w.image.shape == (2, 520, 696) and w.image.dtype == np.float32
+    assert w.masks.dtype == bool and w.masks.shape[0] == 15
+    assert np.percentile(w.image[1], 50) > np.percentile(w.image[0], 50)  # brightfield is bright
+
+
+def test_missing_channel_is_reported(data_dir):
+    with pytest.raises(InputError, match="D24.*w2.*missing"):
+        load_image(data_dir, "D24")
+    ok, skipped = available_wells(data_dir, "test")
+    assert set(skipped) == {"C13", "C14", "D24"} and len(ok) == 47
+
+
+@pytest.mark.parametrize(
+    "image, match",
+    [
+        (np.zeros((5, 64, 64)), "channel"),  # 3-D stack
+        (np.zeros((64, 64, 3), np.uint8), "RGB"),
+        (np.zeros((2, 64, 64), dtype=bool), "dtype"),
+        (np.full((2, 64, 64), np.nan), "NaN"),
+        (np.zeros((2, 64, 64)), "empty or constant"),
+        (np.random.rand(2, 8, 8), "smaller than one U-Net cell"),
+        (np.array(["a"]), "dtype"),
+    ],
+)
+def test_bad_images_get_clear_errors(image, match):
+    with pytest.raises(InputError, match=match):
+        validate_image(image, 2)
+
+
+def test_one_channel_image_accepted_as_2d():
+    assert validate_image(np.random.rand(32, 32), 1).shape == (1, 32, 32)
+
+
+def test_normalize_maps_percentiles_to_unit_range():
+    img = np.random.default_rng(0).normal(100, 10, (2, 64, 64)).astype(np.float32)
+    out = normalize(img)
+    for c in range(2):
+        assert np.percentile(out[c], 1) == pytest.approx(0.0, abs=1e-4)
+        assert np.percentile(out[c], 99.8) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_augmentation_moves_image_and_masks_together():
+    """A bright square and its mask must stay aligned after rotation + elastic warp."""
+    img = np.zeros((2, 120, 120), np.float32)
+    img[:, 40:80, 40:80] = 1.0
+    mask = np.zeros((1, 120, 120), bool)
+    mask[0, 40:80, 40:80] = True
+    well = Well("square", img, mask)
+    gen = torch.Generator().manual_seed(3)
+    x, masks = random_warp_batch([well], 6, 64, gen, elastic=True)
+    assert x.shape == (6, 2, 64, 64)
+    for b in range(6):
+        if masks[b].shape[0] == 0:
+            continue
+        inside = x[b, 0][masks[b][0]]
+        outside = x[b, 0][~masks[b][0]]
+        assert inside.mean() > 0.8 and (outside.numel() == 0 or outside.mean() < 0.2)
+
+
+def test_augmentation_is_reproducible_from_generator():
+    well = Well("r", np.random.rand(2, 80, 90).astype(np.float32), np.random.rand(2, 80, 90) > 0.5)
+    a, ma = random_warp_batch([well], 2, 32, torch.Generator().manual_seed(1))
+    b, mb = random_warp_batch([well], 2, 32, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and all(torch.equal(p, q) for p, q in zip(ma, mb))

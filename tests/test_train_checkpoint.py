@@ -1,0 +1,105 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_probseg.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from napari_probseg.data import Well
+from napari_probseg.train import TrainConfig, export_weights, train
+from tests.conftest import tiny_model
+
+
+def toy_wells() -> list[Well]:
+    rng = np.random.default_rng(0)
+    img = rng.random((2, 96, 96)).astype(np.float32)
+    masks = np.zeros((3, 96, 96), bool)
+    masks[0, 10:30, 10:80] = masks[1, 50:70, 10:80] = masks[2, 10:80, 40:50] = True
+    img[:, masks.any(0)] += 1.0
+    return [Well("toy", img, masks)]
+
+
+def cfg(tmp: Path, steps: int) -> TrainConfig:
+    return TrainConfig(out_dir=str(tmp), steps=steps, batch=2, crop=48, base_filters=4, levels=3, warmup=2,
+                       checkpoint_every=1000, fast_cpu=False, device="cpu")
+
+
+def tiny_train(tmp: Path, steps: int, **kw) -> Path:
+    return train(cfg(tmp, steps), wells=toy_wells(), **kw)
+
+
+def test_resume_continues_identically(tmp_path):
+    full = tiny_train(tmp_path / "full", 4)
+    tiny_train(tmp_path / "part", 2)
+    resumed = tiny_train(tmp_path / "part", 4, resume=tmp_path / "part" / "last.safetensors")
+    a, b = read_checkpoint(full)[1], read_checkpoint(resumed)[1]
+    for k in a:
+        if k.startswith("model."):
+            assert torch.equal(a[k], b[k]), k
+    rows = (tmp_path / "part" / "log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+
+
+def test_stop_saves_checkpoint_and_reports_progress(tmp_path):
+    seen = []
+    path = tiny_train(tmp_path, 50, progress=lambda s, t: seen.append((s, t["total"])), should_stop=lambda: len(seen) >= 3)
+    header, _ = read_checkpoint(path)
+    assert header["meta"]["step"] == 3 and len(seen) == 3
+    assert set(header["meta"]["dropout_rates"]) and all(np.isfinite(v) for _, v in seen)
+
+
+def test_export_strips_resume_state(tmp_path):
+    path = tiny_train(tmp_path, 1)
+    out = export_weights(path, tmp_path / "ship.safetensors")
+    keys = read_checkpoint(out)[1].keys()
+    assert not any(k.startswith("extra.") for k in keys)
+    lm = load_checkpoint(out)
+    assert lm.model.cfg.base_filters == 4 and len(lm.sha256) == 64
+
+
+def test_roundtrip_keeps_weights_and_config(tmp_path):
+    m = tiny_model()
+    p = save_checkpoint(tmp_path / "m.safetensors", m, meta={"who": "test"})
+    lm = load_checkpoint(p)
+    x = torch.rand(1, 2, 32, 32)
+    assert torch.allclose(m.eval()(x)[0], lm.model(x)[0])
+    assert lm.meta == {"who": "test"} and lm.postprocess.binarize == 0.75
+
+
+def test_pickle_file_is_refused_without_executing(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    bad = tmp_path / "evil.safetensors"
+    torch.save({"x": Evil()}, bad)
+    with pytest.raises(CheckpointError, match="evil.safetensors"):
+        load_checkpoint(bad)
+    assert not marker.exists()
+
+
+def test_truncated_and_missing_files(tmp_path):
+    p = save_checkpoint(tmp_path / "m.safetensors", tiny_model())
+    data = p.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.safetensors"):
+        load_checkpoint(tmp_path / "cut.safetensors")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+
+
+def test_config_weight_mismatch_named(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    p = save_checkpoint(tmp_path / "m.safetensors", tiny_model())
+    header, tensors = read_checkpoint(p)
+    header["model"]["in_channels"] = 1
+    save_file(tensors, str(tmp_path / "mis.safetensors"), metadata={"probseg": json.dumps(header)})
+    with pytest.raises(CheckpointError, match="shape"):
+        load_checkpoint(tmp_path / "mis.safetensors")
+    save_file(load_file(str(p)), str(tmp_path / "nohdr.safetensors"))
+    with pytest.raises(CheckpointError, match="no napari-probseg header"):
+        load_checkpoint(tmp_path / "nohdr.safetensors")
