@@ -9,10 +9,10 @@ from napari_probseg.inference import (
     Cancelled,
     agglomerate,
     bernoulli_entropy,
-    patch_entropy,
     predict,
     uncertainty_peaks,
 )
+from napari_probseg.uncertainty_metrics import patch_mean
 from tests.conftest import tiny_model
 
 
@@ -59,7 +59,7 @@ def test_patch_entropy_and_peaks_touching_instances():
     probs = np.zeros((2, 16, 16), np.float32)
     probs[0, 8:12, 8:12] = 0.5  # touches the first patch from below (within 1 px)
     probs[1, 0:2, 0:2] = 1.0
-    pe = patch_entropy(ent)
+    pe = patch_mean(ent)
     assert pe.shape == (4, 4) and pe[1, 2] == pytest.approx(0.6)
     peaks = uncertainty_peaks(ent, probs)
     assert [(p.y, p.x) for p in peaks] == [(4, 8), (12, 0)]

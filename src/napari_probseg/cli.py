@@ -51,7 +51,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict
     from .models import load_model
     from .outputs import render_overview, write_prediction
-    from .train import pick_device
+    from .devices import pick_device
 
     device = pick_device(args.device)
     lm = load_model(args.model, device)

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from .checkpoint import PostprocessConfig, read_checkpoint, save_checkpoint
+from .devices import cpu_supports_bf16, pick_device
 from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, load_well, random_warp_batch
 from .losses import total_loss
 from .model import ModelConfig, UNet
@@ -45,21 +46,6 @@ class TrainConfig:
     overlap_weight: float = 1.0  # CE weight of the rare overlap class
     clip_grad: float = 5.0  # the distance hinge gives occasional large gradients
     fast_cpu: bool = True  # channels_last + bf16 autocast where the CPU supports bf16
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use 'cpu' or 'auto'")
-    return torch.device(name)
-
-
-def cpu_supports_bf16() -> bool:
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:
-        return False
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:

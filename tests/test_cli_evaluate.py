@@ -1,0 +1,64 @@
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_probseg.cli import main
+from napari_probseg.sample_data import load_sample
+
+
+def test_help_is_readable(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "predict" in text and "train" in text and "evaluate" in text and "examples" in text
+
+
+def test_predict_writes_all_outputs(tmp_path, tiny_checkpoint):
+    img = load_sample("C10")[:, :96, :128]
+    tifffile.imwrite(tmp_path / "w1.tif", img[0])
+    tifffile.imwrite(tmp_path / "w2.tif", img[1])
+    rc = main(["predict", f"{tmp_path / 'w1.tif'},{tmp_path / 'w2.tif'}", "--model", str(tiny_checkpoint),
+               "--out", str(tmp_path / "out"), "--draws", "2", "--png", "--device", "cpu"])
+    assert rc == 0
+    for suffix in ("_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv", "_overview.png"):
+        assert (tmp_path / "out" / f"w1{suffix}").exists(), suffix
+    assert tifffile.imread(tmp_path / "out" / "w1_labels.tif").shape == (96, 128)
+    with np.load(tmp_path / "out" / "w1_probabilities.npz") as z:
+        assert z["probabilities"].dtype == np.float16 and z["instances"].shape[1:] == (96, 128)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: tifffile.imwrite(p, np.zeros((64, 64, 3), np.uint8)), "RGB"),
+    (lambda p: tifffile.imwrite(p, np.zeros((64, 64), np.uint16)), "one channel"),
+    (lambda p: p.write_bytes(b"not a tiff"), "cannot read image"),
+])
+def test_bad_input_gives_message_not_traceback(tmp_path, tiny_checkpoint, capsys, make, message):
+    path = tmp_path / "bad.tif"
+    make(path)
+    rc = main(["predict", str(path), "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_missing_model_named(tmp_path, capsys):
+    rc = main(["predict", "x.tif", "--model", "no-such-model", "--out", str(tmp_path)])
+    assert rc == 2 and "no model named 'no-such-model'" in capsys.readouterr().err
+
+
+def test_evaluate_end_to_end_on_two_wells(tmp_path, tiny_checkpoint, data_dir):
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(data_dir), "--wells", "C03", "D24", "C04",
+               "--out", str(out), "--draws", "2", "--device", "cpu"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["wells"] == ["C03", "C04"] and "D24" in m["skipped_wells"]
+    for key in ("avAP", "AP50", "AP75", "recall80", "avAP_dsb", "pavpu", "simulation", "binarize_threshold",
+                "mc_draws", "seconds_per_image"):
+        assert key in m
+    assert [r["k"] for r in m["simulation"]] == [0, 5, 10, 15, 20] and m["mc_draws"] == 2
+    with np.load(out / "predictions" / "C03.npz") as z:
+        assert z["probabilities"].dtype == np.float16 and z["instances"].dtype == bool
+    report = (out / "report.md").read_text()
+    assert "PatchPerPix" in report and "C03, C04" in report and (out / "uncertainty_curves.png").exists()
