@@ -14,8 +14,8 @@ import torch
 from napari_probseg.train import TrainConfig, train
 
 PRESETS = {
-    "concrete": dict(variant="concrete", steps=6000, warmup=300, lr=3e-4, overlap_weight=3.0, seed=0),
-    "baseline": dict(variant="baseline", steps=6000, warmup=300, lr=3e-4, overlap_weight=3.0, seed=0),
+    "concrete": dict(variant="concrete", steps=4000, warmup=300, lr=3e-4, overlap_weight=3.0, seed=0),
+    "baseline": dict(variant="baseline", steps=4000, warmup=300, lr=3e-4, overlap_weight=3.0, seed=0),
 }
 
 

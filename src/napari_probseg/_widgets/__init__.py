@@ -1,0 +1,30 @@
+"""napari front end: thin Qt widgets over the headless core (inference, session, train).
+
+The manifest (``napari.yaml``) points at the submodules directly so that napari can
+list the plugin's contributions without importing Qt or torch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "InferenceWidget": "._inference",
+    "ProofreadingWidget": "._proofreading",
+    "TrainingWidget": "._training",
+    "get_reader": "._io",
+    "read_session": "._io",
+    "write_session": "._io",
+    "session_layer_data": "._io",
+    "sample_c04": "._io",
+    "sample_c10": "._io",
+    "sample_d21": "._io",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        from importlib import import_module
+
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(name)

@@ -1,0 +1,84 @@
+"""Small helpers the widgets share: notifications, a weak widget registry, layer lookup."""
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import TYPE_CHECKING, Any, Iterator
+
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
+
+if TYPE_CHECKING:
+    import napari
+
+log = logging.getLogger("napari_probseg")
+
+# viewer -> {"inference": widget, ...}; weak both ways so a closed viewer is not kept alive
+_REGISTRY: "weakref.WeakKeyDictionary[Any, dict[str, weakref.ref]]" = weakref.WeakKeyDictionary()
+
+
+def register(viewer: "napari.Viewer", role: str, widget: QObject) -> None:
+    _REGISTRY.setdefault(viewer, {})[role] = weakref.ref(widget)
+
+
+def lookup(viewer: "napari.Viewer", role: str) -> Any | None:
+    """The live widget registered for ``role`` on this viewer, if any."""
+    ref = _REGISTRY.get(viewer, {}).get(role)
+    w = ref() if ref is not None else None
+    try:
+        if w is not None:
+            w.objectName()  # raises RuntimeError once Qt deleted the C++ object
+    except RuntimeError:
+        return None
+    return w
+
+
+def error(message: str) -> None:
+    """A readable notification instead of a traceback (the console log keeps details)."""
+    log.warning(message)
+    show_error(message)
+
+
+info, warning = show_info, show_warning
+
+
+class Relay(QObject):
+    """Carries progress from a worker thread to the GUI thread (queued signal)."""
+
+    progress = Signal(int, int)
+    train_step = Signal(int, object)
+
+
+def layers_with(viewer: "napari.Viewer", key: str, value: Any = None) -> Iterator[Any]:
+    """Layers whose metadata has ``key`` (equal to ``value`` when given), newest first."""
+    for layer in reversed(list(viewer.layers)):
+        md = layer.metadata or {}
+        if key in md and (value is None or md[key] == value):
+            yield layer
+
+
+def session_labels_layers(viewer: "napari.Viewer") -> list[Any]:
+    """Labels layers that carry a proofreading session, newest first."""
+    return [l for l in layers_with(viewer, "probseg_session") if l._type_string == "labels"]
+
+
+def camera(viewer: "napari.Viewer") -> Any:
+    """The camera model (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def canvas_size(viewer: "napari.Viewer") -> tuple[int, int]:
+    canvas = getattr(viewer, "canvas", None)
+    size = canvas.size if canvas is not None else getattr(viewer, "_canvas_size", (600, 800))
+    return tuple(int(v) for v in size)  # type: ignore[return-value]
+
+
+def open_dock(viewer: "napari.Viewer", name: str) -> Any | None:
+    """Open (or reveal) one of this plugin's dock widgets; None when the plugin is not registered."""
+    try:
+        _, widget = viewer.window.add_plugin_dock_widget("napari-probseg", name)
+        return widget
+    except Exception as exc:  # e.g. the package is not installed, only importable
+        log.info("could not open dock %s: %s", name, exc)
+        return None

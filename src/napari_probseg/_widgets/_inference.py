@@ -1,0 +1,345 @@
+"""Model & inference widget: pick a model and the channel layers, run MC-dropout inference.
+
+The image is copied from the chosen layers when Run is pressed and the results are
+tied to those layers (names, scale, unique ids), so switching or editing layers while
+the worker runs cannot put results onto another image.  ``predict`` is cancelled
+between draws through ``should_stop``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                            QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from . import _common as C
+
+if TYPE_CHECKING:
+    import napari
+
+CHECKPOINT_ITEM = "checkpoint file..."
+GUESS = [("fluo", "w1", "sytox"), ("bright", "w2", "bf")]
+
+
+@dataclass
+class Job:
+    """Everything a run needs, captured on the GUI thread when Run is pressed."""
+
+    model: str
+    image: np.ndarray  # [C,H,W] copy of the chosen layers
+    image_name: str
+    source: str
+    layers: list[dict]  # name, unique id, scale, translate of each source layer
+    device: str
+    draws: int
+    threshold: float
+    seed: int
+
+
+class InferenceWidget(QWidget):
+    """Segment the open image with an MC-dropout U-Net (dock: 'Segment worms')."""
+
+    finished = Signal(object)  # the new Session
+
+    def __init__(self, napari_viewer: "napari.Viewer"):
+        super().__init__()
+        self.viewer = napari_viewer
+        self._loaded = None  # LoadedModel used for channel count and info
+        self._stop = threading.Event()
+        self.worker = None
+        self.relay = C.Relay()
+        self.relay.progress.connect(self._on_progress)
+        self._build()
+        C.register(napari_viewer, "inference", self)
+        napari_viewer.layers.events.inserted.connect(self._on_layers_changed)
+        napari_viewer.layers.events.removed.connect(self._refresh_layers)
+        for layer in napari_viewer.layers:
+            layer.events.name.connect(self._refresh_layers)
+        self._on_model_choice()
+
+    # ---- UI -----------------------------------------------------------------------
+    def _build(self) -> None:
+        from ..models import bundled_models
+
+        form = QFormLayout()
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(bundled_models() + [CHECKPOINT_ITEM])
+        self.model_combo.currentTextChanged.connect(self._on_model_choice)
+        self.path_edit = QLineEdit()
+        self.path_edit.setPlaceholderText("path/to/model.safetensors")
+        self.path_edit.editingFinished.connect(self._on_model_choice)
+        browse = QPushButton("Browse...")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.path_edit)
+        row.addWidget(browse)
+        self.model_info = QLabel()
+        self.model_info.setWordWrap(True)
+        self.layer_combos = [QComboBox(), QComboBox()]
+        self.layer_labels = [QLabel("Fluorescence (w1)"), QLabel("Brightfield (w2)")]
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cuda", "cpu"])
+        self.draws = QSpinBox(minimum=1, maximum=200, value=8)
+        self.threshold = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=0.75)
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
+        form.addRow("Model", self.model_combo)
+        form.addRow("Checkpoint", row)
+        form.addRow(self.model_info)
+        for lab, combo in zip(self.layer_labels, self.layer_combos):
+            form.addRow(lab, combo)
+        form.addRow("Device", self.device)
+        form.addRow("MC draws", self.draws)
+        form.addRow("Threshold", self.threshold)
+        form.addRow("Seed", self.seed)
+        self.run_button = QPushButton("Run")
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        self.progress = QProgressBar()
+        self.progress.setFormat("draw %v / %m")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(buttons)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+        self._refresh_layers()
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Model checkpoint", "", "safetensors (*.safetensors)")
+        if path:
+            self.set_model(path)
+
+    def set_model(self, name_or_path: str | Path) -> None:
+        """Select a bundled model by name or a checkpoint file (also used by the training widget)."""
+        names = [self.model_combo.itemText(i) for i in range(self.model_combo.count())]
+        self.model_combo.blockSignals(True)  # load once, below, not again on the text change
+        if str(name_or_path) in names and str(name_or_path) != CHECKPOINT_ITEM:
+            self.model_combo.setCurrentText(str(name_or_path))
+        else:
+            self.path_edit.setText(str(name_or_path))
+            self.model_combo.setCurrentText(CHECKPOINT_ITEM)
+        self.model_combo.blockSignals(False)
+        self._on_model_choice()
+
+    def model_spec(self) -> str:
+        text = self.model_combo.currentText()
+        return self.path_edit.text().strip() if text == CHECKPOINT_ITEM else text
+
+    def _on_model_choice(self, *_: Any) -> None:
+        """Load the model's header to learn its channels; errors become a notification."""
+        from ..checkpoint import CheckpointError
+        from ..models import load_model
+
+        is_file = self.model_combo.currentText() == CHECKPOINT_ITEM
+        self.path_edit.setEnabled(is_file)
+        spec = self.model_spec()
+        self._loaded = None
+        if not spec:
+            self.model_info.setText("No bundled model in this installation: choose a checkpoint file."
+                                    if self.model_combo.count() == 1 else "Choose a checkpoint file.")
+            return
+        try:
+            lm = load_model(spec, "cpu")
+        except (CheckpointError, OSError, ValueError) as exc:
+            self.model_info.setText("model not loaded")
+            C.error(f"Cannot load model {spec}: {exc}")
+            return
+        n = lm.model.cfg.in_channels
+        if n not in (1, 2):
+            self.model_info.setText("model not usable here")
+            C.error(f"Model {spec} expects {n} input channels; this widget feeds 1 (one image layer) "
+                    "or 2 (fluorescence + brightfield layers).")
+            return
+        self._loaded = lm
+        rates = lm.model.dropout_rates()
+        rate_txt = f"dropout {min(rates.values()):.3f}-{max(rates.values()):.3f}" if rates else "no dropout (baseline)"
+        self.model_info.setText(f"{lm.model.cfg.variant}, {n} channel(s), {rate_txt}, sha256 {lm.sha256[:12]}")
+        self.draws.setValue(lm.postprocess.mc_draws)
+        self.threshold.setValue(lm.postprocess.binarize)
+        self.layer_labels[0].setText("Fluorescence (w1)" if n == 2 else "Image")
+        for w in (self.layer_labels[1], self.layer_combos[1]):
+            w.setVisible(n == 2)
+
+    # ---- layers --------------------------------------------------------------------
+    def _on_layers_changed(self, event: Any) -> None:
+        event.value.events.name.connect(self._refresh_layers)
+        self._refresh_layers()
+
+    def _refresh_layers(self, *_: Any) -> None:
+        names = [l.name for l in self.viewer.layers if l._type_string == "image" and "probseg_role" not in l.metadata]
+        for k, combo in enumerate(self.layer_combos):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            guess = next((n for n in names if any(g in n.lower() for g in GUESS[k])), None)
+            pick = current if current in names else guess or (names[min(k, len(names) - 1)] if names else "")
+            combo.setCurrentText(pick)
+            combo.blockSignals(False)
+
+    def _capture(self) -> Job | None:
+        """Check the chosen layers and copy their data; None (after a notification) if unusable."""
+        from ..data import InputError, validate_image
+        from ..train import pick_device
+
+        if self._loaded is None:
+            C.error("No usable model: choose a bundled model or a .safetensors checkpoint first.")
+            return None
+        n = self._loaded.model.cfg.in_channels
+        layers = []
+        for combo in self.layer_combos[:n]:
+            name = combo.currentText()
+            if not name or name not in self.viewer.layers:
+                C.error("No image layer to segment: open an image (or File > Open Sample > napari-probseg) "
+                        "and choose it in the widget.")
+                return None
+            layers.append(self.viewer.layers[name])
+        for layer in layers:
+            if getattr(layer, "rgb", False):
+                C.error(f"Layer '{layer.name}' is RGB; the model needs separate grayscale channels "
+                        "(split it with right-click > Split RGB).")
+                return None
+            if layer.data.ndim != 2:
+                C.error(f"Layer '{layer.name}' has shape {layer.data.shape}: one 2-D image per channel is needed "
+                        "(split a stack with right-click > Split Stack, or choose another layer).")
+                return None
+        if len({l.data.shape for l in layers}) > 1:
+            C.error("The channel layers have different shapes: " + ", ".join(f"{l.name} {l.data.shape}" for l in layers))
+            return None
+        image = np.stack([np.array(l.data) for l in layers])
+        try:
+            validate_image(image, n, min_size=self._loaded.model.cell)
+            device = str(pick_device(self.device.currentText()))
+        except (InputError, ValueError) as exc:
+            C.error(str(exc))
+            return None
+        md = layers[0].metadata or {}
+        name = md.get("probseg_image_name") or layers[0].name
+        src = md.get("probseg_source") or str(getattr(layers[0].source, "path", "") or "")
+        geo = [{"name": l.name, "id": str(l.unique_id), "scale": tuple(l.scale), "translate": tuple(l.translate)} for l in layers]
+        return Job(self.model_spec(), image, name, src, geo, device, self.draws.value(), self.threshold.value(), self.seed.value())
+
+    # ---- run -----------------------------------------------------------------------
+    def run(self) -> Any:
+        """Start inference in a worker thread; returns the worker (None if the input is bad)."""
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None:
+            C.info("Inference is already running.")
+            return None
+        job = self._capture()
+        if job is None:
+            return None
+        self._stop.clear()
+        self.progress.setRange(0, job.draws)
+        self.progress.setValue(0)
+        self.status.setText(f"segmenting {job.image_name} on {job.device}...")
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.worker = create_worker(_infer, job, self.relay, self._stop, _start_thread=False)
+        self.worker.returned.connect(lambda res, job=job: self._on_done(job, res))
+        self.worker.errored.connect(lambda exc: C.error(f"Inference failed: {exc}"))
+        self.worker.finished.connect(self._on_finished)
+        self.worker.start()
+        return self.worker
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self.status.setText("cancelling after the current draw...")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setValue(done)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def _on_done(self, job: Job, res: Any) -> None:
+        if res == "cancelled":
+            self.status.setText("cancelled")
+            C.info("Inference cancelled; nothing was added.")
+            return
+        if isinstance(res, str):
+            self.status.setText("failed")
+            C.error(res)
+            return
+        pred, meta = res
+        from ..session import Session
+
+        names = [g["name"] for g in job.layers]
+        meta.update(image_name=job.image_name, source_layers=job.layers)
+        session = Session.from_prediction(pred, job.image_name, job.image, image_source=job.source,
+                                          channel_names=names, meta=meta)
+        self._replace_results(session, job)
+        n = int(pred.instances.reshape(len(pred.instances), -1).any(1).sum())
+        self.status.setText(f"{job.image_name}: {n} instances, {len(pred.peaks)} uncertainty peaks "
+                            f"({meta['seconds']:.1f} s, {job.draws} draws on {job.device})")
+        self.finished.emit(session)
+        training = C.lookup(self.viewer, "training")
+        if training is not None:
+            training.on_new_session(session)
+
+    def _replace_results(self, session: Any, job: Job) -> None:
+        """Add the result layers; drop earlier untouched results of the same image, keep edited
+        ones (hidden, renamed with their time) so a re-run never discards corrections."""
+        from ._io import session_layer_data
+
+        stamp = time.strftime("%H:%M:%S")
+        for layer in list(C.layers_with(self.viewer, "probseg_image_name", job.image_name)):
+            sid = layer.metadata.get("probseg_session_id")
+            old = next((l.metadata["probseg_session"] for l in C.session_labels_layers(self.viewer)
+                        if l.metadata.get("probseg_session_id") == sid), None)
+            if sid and (old is None or not (old.history or old.n_reviewed)):
+                self.viewer.layers.remove(layer)
+            elif sid:
+                layer.visible = False
+                if "(before " not in layer.name:
+                    layer.name = f"{layer.name} (before {stamp})"
+        geo = {"scale": job.layers[0]["scale"], "translate": job.layers[0]["translate"]}
+        for data, kwargs, kind in session_layer_data(session, images=False, **geo):
+            getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+        if C.lookup(self.viewer, "proofreading") is None:
+            C.open_dock(self.viewer, "Proofreading")
+
+
+def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> Any:
+    """Worker body: load, predict, free the GPU cache; expected failures become a message."""
+    import torch
+
+    from ..checkpoint import CheckpointError
+    from ..data import InputError
+    from ..inference import Cancelled, predict
+    from ..models import load_model
+
+    t0 = time.perf_counter()
+    try:
+        lm = load_model(job.model, job.device)
+        pred = predict(lm.model, job.image, lm.postprocess, job.draws, job.threshold, job.device, job.seed,
+                       progress=relay.progress.emit, should_stop=stop.is_set)
+        meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": job.draws,
+                "threshold": job.threshold, "seed": job.seed, "device": job.device,
+                "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - t0}
+        return pred, meta
+    except Cancelled:
+        return "cancelled"
+    except (CheckpointError, InputError, ValueError, RuntimeError, OSError) as exc:
+        C.log.exception("inference failed")
+        return f"Inference failed: {exc}"
+    finally:
+        if job.device.startswith("cuda"):
+            torch.cuda.empty_cache()

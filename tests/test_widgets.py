@@ -1,0 +1,288 @@
+"""The napari widgets in a real viewer (Xvfb): inference, proofreading, fine-tuning, errors.
+
+Models are tiny (4 filters, 3 levels) and the image is a 128x160 crop of sample well
+C10, so the whole file runs in well under three minutes on two busy cores.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari.utils.notifications import Notification, notification_manager  # noqa: E402
+from qtpy.QtCore import Qt  # noqa: E402
+
+from napari_probseg import session as S  # noqa: E402
+from napari_probseg.checkpoint import PostprocessConfig, save_checkpoint  # noqa: E402
+from napari_probseg.inference import Prediction, bernoulli_entropy, uncertainty_peaks  # noqa: E402
+from napari_probseg.models import load_model  # noqa: E402
+from napari_probseg.outputs import write_prediction  # noqa: E402
+from napari_probseg.sample_data import load_sample  # noqa: E402
+from napari_probseg._widgets import InferenceWidget, ProofreadingWidget, TrainingWidget  # noqa: E402
+from napari_probseg._widgets._common import camera, lookup  # noqa: E402
+from napari_probseg._widgets._io import _channel_layers  # noqa: E402
+
+from .conftest import tiny_model  # noqa: E402
+
+pytestmark = pytest.mark.gui
+CROP = (slice(None), slice(112, 240), slice(224, 384))  # 5 worms of C10, two of them crossing
+
+
+@pytest.fixture(autouse=True)
+def _autosave_in_tmp(tmp_path: Path, monkeypatch) -> Path:
+    d = tmp_path / "autosave"
+    monkeypatch.setenv(S.AUTOSAVE_ENV, str(d))
+    return d
+
+
+@pytest.fixture
+def notes():
+    """Notifications dispatched during the test (what the user would see)."""
+    got: list[Notification] = []
+    notification_manager.notification_ready.connect(got.append)
+    yield got
+    notification_manager.notification_ready.disconnect(got.append)
+
+
+def add_crop(viewer, name: str = "C10") -> np.ndarray:
+    raw = load_sample("C10")[CROP]
+    for data, kwargs, kind in _channel_layers(raw, name, "sample:C10"):
+        viewer.add_image(data, **kwargs)
+    return raw
+
+
+def errors(notes: list[Notification]) -> list[str]:
+    # plain Notifications: an exception would arrive as an ErrorNotification with a traceback
+    assert all(type(n) is Notification for n in notes), [type(n) for n in notes]
+    return [str(n.message) for n in notes if n.severity == "error"]
+
+
+def run_and_wait(qtbot, widget: InferenceWidget, timeout: int = 60000):
+    worker = widget.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+    return worker
+
+
+def test_segment_bind_results_then_finetune(make_napari_viewer, qtbot, tiny_checkpoint, tmp_path, notes):
+    viewer = make_napari_viewer(show=True)
+    raw = add_crop(viewer)
+    w = InferenceWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Segment worms")
+    w.set_model(tiny_checkpoint)
+    assert [c.currentText() for c in w.layer_combos] == ["C10 fluorescence", "C10 brightfield"]
+    w.draws.setValue(2)
+    worker = w.run()
+    # switch and overwrite layers mid-run: the results must stay with the captured C10 data
+    viewer.add_image(np.ones((64, 64), np.uint16), name="other")
+    w.layer_combos[0].setCurrentText("other")
+    viewer.layers["C10 fluorescence"].data = np.zeros_like(raw[0])
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    assert worker is not None and not errors(notes)
+
+    labels = viewer.layers["C10 labels"]
+    sess: S.Session = labels.metadata["probseg_session"]
+    np.testing.assert_array_equal(sess.image, raw)
+    assert labels.data.shape == (128, 160) and sess.channel_names == ["C10 fluorescence", "C10 brightfield"]
+    prov = labels.metadata["probseg"]
+    lm = load_model(tiny_checkpoint)
+    assert prov["sha256"] == lm.sha256 and prov["draws"] == 2 and prov["seed"] == 0
+    assert prov["threshold"] == pytest.approx(0.75) and prov["dropout_rates"] == pytest.approx(lm.model.dropout_rates())
+    ent = viewer.layers["C10 entropy"]
+    assert ent.colormap.name == "magma" and tuple(ent.contrast_limits) == pytest.approx((0, np.log(2)))
+    peaks = viewer.layers["C10 uncertainty peaks"]
+    assert len(peaks.data) == min(len(sess.peaks), 100) > 0  # the top 100 are drawn, the dock lists all
+    np.testing.assert_array_equal(peaks.data[0], (sess.peaks[0].y + 2, sess.peaks[0].x + 2))
+    probs = viewer.layers["C10 probability (max)"].metadata["probabilities"]
+    assert probs.shape == (len(sess.probabilities), 128, 160)
+    dock = lookup(viewer, "proofreading")  # opened by the inference widget and bound to the result
+    assert dock is not None and dock.session is sess
+    assert "instances" in w.status.text()
+
+    # fine-tune a few steps on the (corrected) labels and stop: Stop saves a checkpoint
+    sess.reviewed[:3] = True
+    t = TrainingWidget(viewer)
+    viewer.window.add_dock_widget(t, name="Fine-tune")
+    assert t.labels_combo.currentText() == "C10 labels" and t.init_edit.text() == str(tiny_checkpoint)
+    t.fast_cpu = False
+    t.steps.setValue(500)
+    t.batch.setValue(1)
+    t.crop.setValue(64)
+    t.out_edit.setText(str(tmp_path / "ft"))
+    assert t.start() is not None
+    qtbot.waitUntil(lambda: t.progress.value() >= 2, timeout=60000)
+    t.stop()
+    qtbot.waitUntil(lambda: t.worker is None, timeout=60000)
+    assert t.checkpoint is not None and t.checkpoint.exists() and 2 <= len(t.plot.steps) < 500
+    saved = t.save_as(tmp_path / "mine.safetensors")
+    assert load_model(saved).meta["step"] == len(t.plot.steps)
+
+    # re-run inference with the fine-tuned model: the training widget compares the peaks
+    t.use_for_inference()
+    assert w.model_spec() == str(t.checkpoint)
+    viewer.layers["C10 fluorescence"].data = raw[0]
+    w.layer_combos[0].setCurrentText("C10 fluorescence")
+    run_and_wait(qtbot, w)
+    assert "Mean entropy at the 3 reviewed peaks" in t.status.text()
+    assert not errors(notes)
+
+
+def test_cancel_and_bad_input(make_napari_viewer, qtbot, tiny_checkpoint, tmp_path, notes):
+    viewer = make_napari_viewer(show=True)
+    w = InferenceWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.set_model(tiny_checkpoint)
+    assert w.run() is None  # no image layer
+    assert "No image layer" in errors(notes)[-1]
+
+    viewer.add_image(np.random.rand(2, 64, 64), name="stack")
+    w.layer_combos[0].setCurrentText("stack")
+    assert w.run() is None and "shape (2, 64, 64)" in errors(notes)[-1]
+    viewer.add_image(np.random.randint(0, 255, (64, 64, 3), np.uint8), name="rgb", rgb=True)
+    w.layer_combos[0].setCurrentText("rgb")
+    assert w.run() is None and "RGB" in errors(notes)[-1]
+
+    three = save_checkpoint(tmp_path / "three.safetensors", tiny_model(in_channels=3), PostprocessConfig())
+    w.set_model(three)
+    assert "expects 3 input channels" in errors(notes)[-1] and w.run() is None
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a model")
+    w.set_model(broken)
+    assert "Cannot load model" in errors(notes)[-1]
+
+    # cancel mid-run: nothing is added, the widget is ready again
+    add_crop(viewer)
+    w.set_model(tiny_checkpoint)
+    w.layer_combos[0].setCurrentText("C10 fluorescence")
+    w.layer_combos[1].setCurrentText("C10 brightfield")
+    n_errors = len(errors(notes))
+    w.draws.setValue(40)
+    w.relay.progress.connect(lambda done, total: done == 1 and w.cancel())
+    worker = w.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    assert w.status.text() == "cancelled" and w.progress.value() < 40
+    assert not [l for l in viewer.layers if "probseg_role" in l.metadata]
+    assert w.run_button.isEnabled() and len(errors(notes)) == n_errors
+
+
+def bars_session(tmp_path: Path) -> Path:
+    """A saved session with three known 'worms' and peaks on them: A|B touching, C long."""
+    p = np.zeros((3, 64, 96), np.float32)
+    p[0, 10:16, 10:40] = 1.0
+    p[1, 10:16, 40:70] = 1.0
+    p[1, 10:16, 40:44] = 0.5  # uncertain seam between 1 and 2
+    p[2, 40:46, 10:86] = 1.0
+    p[2, 40:46, 46:50] = 0.6  # uncertain middle of the long one
+    ent = bernoulli_entropy(p).max(0)
+    pred = Prediction(p, p >= 0.5, ent, uncertainty_peaks(ent, p), [], 0.5)
+    image = np.stack([(p.max(0) * 1000).astype(np.uint16) + 10, np.full((64, 96), 500, np.uint16)])
+    image[1, 0, 0] = 0
+    s = S.Session.from_prediction(pred, "bars", image, channel_names=["bars fl", "bars bf"], meta={"model": "toy"})
+    assert len(s.peaks) >= 2
+    return s.save(tmp_path / "bars.probseg.npz")
+
+
+def test_proofread_queue_edits_undo_save_reopen(make_napari_viewer, qtbot, tmp_path, _autosave_in_tmp, notes):
+    path = bars_session(tmp_path)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(path), plugin="napari-probseg")  # the reader opens and binds the dock
+    dock: ProofreadingWidget = lookup(viewer, "proofreading")
+    assert dock is not None and dock.session is not None and "bars fl" in viewer.layers
+    labels = dock.labels_layer
+    s = dock.session
+    peaks = s.peaks
+
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.keyClick(canvas, Qt.Key_N)
+    assert dock.current == 0
+    np.testing.assert_allclose(camera(viewer).center[-2:], (peaks[0].y + 2, peaks[0].x + 2))
+    assert labels.selected_label == s.peak_labels(0)[0]
+    qtbot.keyClick(canvas, Qt.Key_N)
+    assert dock.current == 1
+    qtbot.keyClick(canvas, Qt.Key_N, Qt.ShiftModifier)
+    assert dock.current == 0
+    qtbot.keyClick(canvas, Qt.Key_R, Qt.ShiftModifier)  # accept: reviewed, on to the next open peak
+    assert s.reviewed[0] and dock.current == 1 and dock.bar.value() == 1
+    colours = dock.peaks_layer().border_color
+    np.testing.assert_allclose(colours[0][:3], (0.2, 1, 0.2))  # reviewed: green
+    np.testing.assert_allclose(colours[1][:3], (1, 1, 0))  # current: yellow
+
+    # merge 2 into 1 (one undoable step, autosaved at once)
+    before = np.array(labels.data)
+    dock.label_a.setValue(1)
+    dock.label_b.setValue(2)
+    qtbot.mouseClick(dock.buttons["merge"], Qt.LeftButton)
+    assert 2 not in labels.data and (labels.data[10:16, 10:70] == 1).all()
+    auto = _autosave_in_tmp / "bars.probseg.npz"
+    np.testing.assert_array_equal(S.Session.load(auto).labels, labels.data)
+    dock.undo()
+    np.testing.assert_array_equal(labels.data, before)
+
+    # split the long instance 3 from two seed points
+    dock.label_a.setValue(3)
+    assert dock.split() is False  # first press: creates the seed layer and asks for points
+    seeds = viewer.layers["bars split seeds"]
+    seeds.data = np.array([[43, 12], [43, 84]])
+    assert dock.split()
+    assert labels.data[43, 12] == 3 and labels.data[43, 84] == 4 and len(seeds.data) == 0
+    labels.undo()  # Ctrl+Z path: no dock involvement, the debounced autosave catches it
+    np.testing.assert_array_equal(labels.data, before)
+    qtbot.waitUntil(lambda: np.array_equal(S.Session.load(auto).labels, before), timeout=5000)
+
+    # erase and replace-by-painting, then save, close and reopen
+    dock.label_a.setValue(2)
+    assert dock.erase() and 2 not in labels.data
+    dock.start_paint()
+    paint = viewer.layers["bars paint"]
+    paint.data[50:60, 20:30] = 1
+    dock.label_a.setValue(0)
+    assert dock.replace() and (labels.data[50:60, 20:30] == 4).all()
+    final = np.array(labels.data)
+    saved = dock.save(tmp_path / "done.probseg.npz")
+    viewer.close()
+
+    viewer2 = make_napari_viewer(show=True)
+    viewer2.open(str(saved), plugin="napari-probseg")
+    dock2 = lookup(viewer2, "proofreading")
+    np.testing.assert_array_equal(dock2.labels_layer.data, final)
+    assert dock2.session.reviewed[0] and dock2.bar.value() == 1
+    assert [h["action"] for h in dock2.session.history][:3] == ["reviewed", "merge", "undo"]
+    assert not errors(notes)
+
+
+def test_reader_writer_and_samples(make_napari_viewer, qtbot, tmp_path, notes):
+    import npe2
+
+    viewer = make_napari_viewer(show=True)
+    c = npe2.PluginManager.instance().get_manifest("napari-probseg").contributions
+    assert [w.display_name for w in c.widgets] == ["Segment worms", "Proofreading", "Fine-tune"]
+    assert len(c.sample_data) == 3 and c.readers and c.writers
+    viewer.open_sample("napari-probseg", "D21")
+    assert [l.name for l in viewer.layers] == ["D21 brightfield", "D21 fluorescence"]
+    assert viewer.layers["D21 fluorescence"].data.shape == (520, 696)
+
+    # probseg predict output opens in the proofreading dock
+    p = np.zeros((2, 40, 60), np.float32)
+    p[0, 5:15, 5:50] = 1
+    p[1, 20:30, 5:50] = 0.5
+    ent = bernoulli_entropy(p).max(0)
+    files = write_prediction(Prediction(p, p >= 0.75, ent, uncertainty_peaks(ent, p), [], 0.75), tmp_path, "W01", {})
+    viewer.open(str(files["probabilities"]), plugin="napari-probseg")
+    dock = lookup(viewer, "proofreading")
+    assert dock.session.image_name == "W01" and len(dock.session.peaks) > 0
+
+    # the writer saves the session of a labels layer; a damaged file is a notification
+    out = tmp_path / "w.npz"
+    lab = dock.labels_layer
+    viewer.layers.selection.active = lab
+    written = viewer.layers.save(str(out), selected=True, plugin="napari-probseg")
+    assert written == [str(out)] and S.Session.load(out).session_id == dock.session.session_id
+    bad = tmp_path / "bad.probseg.npz"
+    bad.write_bytes(b"PK\x03\x04garbage")
+    assert dock.open(bad) == []
+    assert "bad.probseg.npz" in errors(notes)[-1]
