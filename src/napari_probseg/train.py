@@ -44,6 +44,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     elastic: bool = True
     overlap_weight: float = 1.0  # CE weight of the rare overlap class
+    ce_weight: float = 1.0  # weight of the 3-class cross-entropy against the embedding terms
+    init_dropout: float = 0.1  # starting Concrete Dropout rate of every layer (learnt from there)
     clip_grad: float = 5.0  # the distance hinge gives occasional large gradients
     fast_cpu: bool = True  # channels_last + bf16 autocast where the CPU supports bf16
 
@@ -101,7 +103,7 @@ def train(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     mcfg = ModelConfig(variant=cfg.variant, in_channels=len(channels), base_filters=cfg.base_filters,
-                       levels=cfg.levels, n_train_samples=len(wells))
+                       levels=cfg.levels, init_dropout=cfg.init_dropout, n_train_samples=len(wells))
     model = UNet(mcfg)
     post = PostprocessConfig()
     start = 0
@@ -164,7 +166,7 @@ def train(
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16 or device.type == "cuda"):
                 emb, logits = model(x)
-            terms = total_loss(emb.float(), logits.float(), masks, model.regularizer(), weights)
+            terms = total_loss(emb.float(), logits.float(), masks, model.regularizer(), weights, cfg.ce_weight)
             opt.zero_grad(set_to_none=True)
             terms.total.backward()
             if cfg.clip_grad > 0:
