@@ -76,3 +76,10 @@ def test_total_loss_batch_with_empty_image():
     terms.total.backward()
     assert torch.isfinite(terms.total) and emb.grad is not None
     assert math.isclose(float(terms.concrete), 0.5)
+
+
+def test_ce_weight_scales_only_the_cross_entropy():
+    emb, logits = torch.rand(1, 2, 4, 4), torch.rand(1, 3, 4, 4)
+    a = total_loss(emb, logits, [two_masks()], torch.tensor(0.0))
+    b = total_loss(emb, logits, [two_masks()], torch.tensor(0.0), ce_weight=10.0)
+    assert math.isclose(float(b.total - a.total), 9 * float(a.ce), rel_tol=1e-5)
