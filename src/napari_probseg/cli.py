@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--tune", action="store_true", help="grid-search mean-shift bandwidth/threshold by 2-fold CV first")
     ev.set_defaults(func=cmd_evaluate)
+
+    from .batch import add_parser as add_batch_parser  # light import: dask/torch load only when run
+
+    add_batch_parser(sub)
     return p
 
 

@@ -1,0 +1,412 @@
+"""``probseg batch``: segment a folder of wells on Dask and rank the wells for review.
+
+Each well's outputs are exactly ``write_prediction``'s (so the napari reader opens them),
+followed by a ``<stem>.done.json`` marker written last and atomically: a well counts as
+done only when its marker exists, matches this model and these settings, and every
+output it lists has the recorded size.  A failed well gets ``<stem>.error.json`` instead
+and is retried on the next run.  ``summary.csv`` is rebuilt from the markers after every
+run, so a killed and restarted batch neither loses nor duplicates wells.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
+    import numpy as np
+    from distributed import Client, LocalCluster
+
+    from .checkpoint import LoadedModel
+    from .inference import Prediction
+
+DEFAULT_CHANNELS = ("_w1_", "_w2_")  # BBBC010: fluorescence, brightfield
+DEFAULT_WELL_REGEX = r"_([A-Z]\d{2})_"  # plate well name such as A01 between underscores
+REVIEW_TOP_K = 5
+OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks")
+FIELDS = ["well", "status", "review_rank", "review_score", "instances", "entropy_mean_fg", "entropy_max",
+          "peaks", "top_peak", "seconds", "cpu_seconds", "error", "inputs"]
+
+
+@dataclass(frozen=True)
+class WellInput:
+    name: str
+    files: tuple[str | None, ...]  # one file per channel, in channel order; None = missing
+    channels: tuple[str, ...] = ()  # channel names (patterns or CSV header), for messages
+    problem: str = ""  # found at discovery (e.g. two files for one channel): reported, not run
+
+    @property
+    def stem(self) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]", "_", self.name)
+
+
+@dataclass
+class BatchResult:
+    summary: Path
+    rows: list[dict]  # the summary rows, worst well first, failed wells last
+    processed: int  # wells run in this call
+    skipped: int  # wells already complete
+    pending: int  # wells left for a later run (max_wells)
+
+
+# ---------------------------------------------------------------- discovery
+def discover_wells(source: str | Path, channel_patterns: tuple[str, ...] = DEFAULT_CHANNELS,
+                   well_regex: str = DEFAULT_WELL_REGEX) -> list[WellInput]:
+    """Wells of a folder, a glob, or a CSV (first column the well, then one file column per channel).
+
+    In a folder or glob a file belongs to the channel whose pattern (a substring) its name
+    contains; the well name is group 1 of ``well_regex`` (or, if it does not match, the
+    name before the channel pattern).  Missing channels are kept and reported per well.
+    """
+    from .data import InputError  # lazy: data imports torch, and `probseg --help` should stay fast
+
+    src = str(source)
+    if src.lower().endswith(".csv") and Path(src).is_file():
+        return _wells_from_csv(Path(src))
+    if Path(src).is_dir():
+        files = sorted(Path(os.path.abspath(p)) for p in Path(src).iterdir()
+                       if p.is_file() and p.suffix.lower() in (".tif", ".tiff"))
+        where = f"folder {src}"
+    elif Path(src).is_file():
+        raise InputError(f"input {src} is one file; give a folder, a glob or a CSV of wells (one image: probseg predict)")
+    elif glob.has_magic(src):
+        files = sorted(Path(os.path.abspath(p)) for p in glob.glob(src) if Path(p).is_file())
+        where = f"glob {src!r}"
+    else:
+        raise InputError(f"input {src} does not exist; give a folder of TIFFs, a glob such as 'dir/*.tif', or a CSV")
+    if not files:
+        raise InputError(f"no image files in {where}: expected TIFFs named like '..._A01_w1_....tif'")
+    rx = re.compile(well_regex)
+    found: dict[str, dict[int, list[Path]]] = {}
+    for f in files:
+        chans = [i for i, pat in enumerate(channel_patterns) if pat in f.name]
+        if len(chans) != 1:
+            continue  # not a channel file (or ambiguous): ignored
+        m = rx.search(f.name)
+        name = (m.group(1) if m.groups() else m.group(0)) if m else f.name.split(channel_patterns[chans[0]])[0].rstrip("_-. ")
+        found.setdefault(name or f.stem, {}).setdefault(chans[0], []).append(f)
+    if not found:
+        raise InputError(f"no file in {where} contains any of the channel patterns {list(channel_patterns)}")
+    wells = []
+    for name in sorted(found):
+        by = found[name]
+        dup = [f"{len(by[c])} files for channel {channel_patterns[c]!r}" for c in sorted(by) if len(by[c]) > 1]
+        files_ = tuple(str(by[c][0]) if len(by.get(c, [])) == 1 else None for c in range(len(channel_patterns)))
+        wells.append(WellInput(name, files_, tuple(channel_patterns), "; ".join(dup)))
+    return wells
+
+
+def _wells_from_csv(path: Path) -> list[WellInput]:
+    from .data import InputError
+
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    if len(rows) < 2 or len(rows[0]) < 2:
+        raise InputError(f"{path}: expected a header row (well, channel 1, channel 2, ...) and one row per well")
+    wells, seen = [], set()
+    for r in rows[1:]:
+        name = r[0].strip()
+        if not name or name in seen:
+            raise InputError(f"{path}: empty or repeated well name {name!r}")
+        seen.add(name)
+        cells = [c.strip() for c in r[1:len(rows[0])]] + [""] * (len(rows[0]) - len(r))
+        files = tuple(os.path.abspath(path.parent / c) if c else None for c in cells)
+        wells.append(WellInput(name, files, tuple(h.strip() for h in rows[0][1:])))
+    return wells
+
+
+# ---------------------------------------------------------------- one well (runs on a worker)
+_MODEL_CACHE: dict[tuple[str, str], LoadedModel] = {}
+
+
+def _cached_model(path: str, sha: str, device: str) -> LoadedModel:
+    """Load the model once per worker process (keyed by path and sha256) and keep it."""
+    key = (path, sha)
+    if key not in _MODEL_CACHE:
+        from .models import load_model
+
+        lm = load_model(path, device)
+        if lm.sha256 != sha:
+            raise RuntimeError(f"model file {path} changed since the batch started")
+        _MODEL_CACHE.clear()  # one model per worker: do not accumulate
+        _MODEL_CACHE[key] = lm
+    return _MODEL_CACHE[key]
+
+
+def _read_channels(well: WellInput) -> np.ndarray:
+    """The well's raw [C,H,W] image; InputError for a missing, unreadable or mismatched channel."""
+    import numpy as np
+
+    from .data import InputError, read_tiff
+
+    if well.problem:
+        raise InputError(well.problem)
+    missing = [well.channels[i] if i < len(well.channels) else str(i + 1) for i, f in enumerate(well.files) if f is None]
+    if missing:
+        raise InputError(f"channel file missing for {', '.join(map(repr, missing))}")
+    for f in well.files:
+        if not Path(f).is_file():
+            raise InputError(f"channel file {f} does not exist")
+    chans = [read_tiff(Path(f)) for f in well.files]
+    for f, c in zip(well.files, chans):
+        if c.size == 0:  # tifffile returns an empty array for some broken headers
+            raise InputError(f"cannot read image {f}: no pixel data (corrupt or truncated TIFF?)")
+        if c.ndim != 2:
+            raise InputError(f"{Path(f).name} holds an image of shape {c.shape}; each channel file must be one 2-D image")
+    if len({c.shape for c in chans}) > 1:
+        raise InputError(f"channel files have different shapes {[c.shape for c in chans]}")
+    return np.stack(chans)
+
+
+def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str, config: dict,
+                 device: str = "cpu", torch_threads: int | None = 1) -> dict:
+    """Segment one well, write its outputs, then its marker; never raises (errors become a marker)."""
+    import torch
+
+    from .data import InputError
+    from .devices import pick_device
+    from .inference import predict
+    from .outputs import write_prediction
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = Path(out_dir)
+    (out / f"{well.stem}.done.json").unlink(missing_ok=True)  # old results being replaced are not done
+    try:
+        if torch_threads:
+            torch.set_num_threads(torch_threads)  # one well per core: no oversubscription
+        device = str(pick_device(device))
+        lm = _cached_model(model_path, model_sha, device)
+        image = _read_channels(well)
+        pred = predict(lm.model, image, lm.postprocess, config["draws"], config["threshold"], device, config["seed"])
+        meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files), **config}
+        paths = write_prediction(pred, out, well.stem, meta)
+        row = well_stats(pred)
+        row.update(status="ok", error="", seconds=round(time.perf_counter() - t0, 2),
+                   cpu_seconds=round(time.process_time() - c0, 2))
+        outputs = {k: [p.name, p.stat().st_size] for k, p in paths.items()}
+        return _mark(out, well, row, config, outputs)
+    except Exception as exc:  # a bad well is recorded and the batch goes on
+        msg = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+        return record_error(out, well, msg, config, time.perf_counter() - t0)
+
+
+def well_stats(pred: Prediction) -> dict:
+    """Per-well numbers for the summary (entropy in nats; at most ln 2 = 0.693 per pixel).
+
+    Foreground = pixels that any instance reaches with probability > 0 (so uncertain
+    pixels below the binarisation threshold count); the mean over it does not depend
+    on how much of the image is empty well.
+    """
+    fg = (pred.probabilities > 0).any(0) if len(pred.probabilities) else None
+    ent = pred.entropy
+    return {
+        "instances": int(len(pred.binary_instances())),
+        "entropy_mean_fg": round(float(ent[fg].mean()), 5) if fg is not None and fg.any() else 0.0,
+        "entropy_max": round(float(ent.max()), 5) if ent.size else 0.0,
+        "peaks": len(pred.peaks),
+        "top_peak": round(pred.peaks[0].score, 5) if pred.peaks else 0.0,
+        "review_score": round(sum(p.score for p in pred.peaks[:REVIEW_TOP_K]), 5),
+    }
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _mark(out: Path, well: WellInput, row: dict, config: dict, outputs: dict) -> dict:
+    row = {"well": well.name, "inputs": ";".join(f or "" for f in well.files), **row}
+    _write_json(out / f"{well.stem}.done.json", {"row": row, "config": config, "outputs": outputs})
+    (out / f"{well.stem}.error.json").unlink(missing_ok=True)
+    return row
+
+
+def record_error(out: Path, well: WellInput, message: str, config: dict, seconds: float = 0.0) -> dict:
+    """Write ``<stem>.error.json`` (retried next run) and drop any stale done marker."""
+    out.mkdir(parents=True, exist_ok=True)
+    row = {"well": well.name, "status": "error", "error": message, "seconds": round(seconds, 2),
+           "inputs": ";".join(f or "" for f in well.files)}
+    (out / f"{well.stem}.done.json").unlink(missing_ok=True)
+    _write_json(out / f"{well.stem}.error.json", {"row": row, "config": config})
+    return row
+
+
+# ---------------------------------------------------------------- markers and summary
+def _load(path: Path) -> dict | None:
+    try:
+        rec = json.loads(path.read_text())
+        return rec if isinstance(rec, dict) and isinstance(rec.get("row"), dict) else None
+    except (OSError, ValueError):
+        return None  # unreadable marker: treat the well as not done
+
+
+def _outputs_ok(out: Path, rec: dict) -> bool:
+    outs = rec.get("outputs") or {}
+    return set(outs) == set(OUTPUT_KEYS) and all(
+        (out / name).is_file() and (out / name).stat().st_size == size for name, size in outs.values())
+
+
+def is_complete(out: Path, well: WellInput, config: dict) -> bool:
+    """Done for this model and settings, with every output present at its recorded size."""
+    rec = _load(Path(out) / f"{well.stem}.done.json")
+    return rec is not None and rec.get("config") == config and _outputs_ok(Path(out), rec)
+
+
+def write_summary(out: str | Path) -> list[dict]:
+    """Rebuild ``summary.csv`` from every marker in ``out``: one row per well, worst first.
+
+    ``review_rank`` 1 = the well to proofread first: wells are ranked by ``review_score``,
+    the sum of their top-5 uncertainty-peak scores (ties: higher mean foreground entropy).
+    Failed wells come last, unranked.
+    """
+    out = Path(out)
+    recs = {p.name[: -len(".error.json")]: _load(p) for p in sorted(out.glob("*.error.json"))}
+    for p in sorted(out.glob("*.done.json")):
+        rec = _load(p)
+        if rec is not None and _outputs_ok(out, rec):
+            recs[p.name[: -len(".done.json")]] = rec
+    rows = [r["row"] for r in recs.values() if r is not None]
+    ok = sorted((r for r in rows if r.get("status") == "ok"),
+                key=lambda r: (-r["review_score"], -r["entropy_mean_fg"], r["well"]))
+    for i, r in enumerate(ok, 1):
+        r["review_rank"] = i
+    rows = ok + sorted((r for r in rows if r.get("status") != "ok"), key=lambda r: r["well"])
+    tmp = out / ".summary.csv.partial"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out / "summary.csv")
+    return rows
+
+
+# ---------------------------------------------------------------- driver
+def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc010-concrete", *,
+              draws: int | None = None, threshold: float | None = None, seed: int = 0, device: str = "cpu",
+              workers: int = 1, scheduler: str | None = None, channel_patterns: tuple[str, ...] = DEFAULT_CHANNELS,
+              well_regex: str = DEFAULT_WELL_REGEX, max_wells: int | None = None, progress: bool = True) -> BatchResult:
+    """Segment every well of ``source`` not yet complete in ``out_dir``; rebuild the summary.
+
+    ``max_wells`` runs at most that many of the remaining wells (the rest stay pending).
+    ``scheduler`` is the address of a running Dask scheduler whose workers see the same
+    file system; otherwise a LocalCluster of ``workers`` single-thread processes is used.
+    """
+    from .checkpoint import load_checkpoint
+    from .data import InputError
+    from .models import resolve_model
+
+    if workers < 1 or (max_wells is not None and max_wells < 0) or (draws is not None and draws < 1):
+        raise ValueError("workers and draws must be at least 1, max_wells at least 0")
+    wells = discover_wells(source, tuple(channel_patterns), well_regex)
+    dup = sorted(s for s, n in Counter(w.stem for w in wells).items() if n > 1)
+    if dup:
+        raise InputError(f"several wells map to the same output name {dup[:5]}; adjust --well-regex")
+    path = resolve_model(model).resolve()
+    lm = load_checkpoint(path)  # a bad model fails here, before any worker starts
+    config = {"model_sha256": lm.sha256, "draws": int(draws or lm.postprocess.mc_draws),
+              "threshold": float(lm.postprocess.binarize if threshold is None else threshold), "seed": int(seed)}
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [w for w in wells if not is_complete(out, w, config)]
+    run = todo if max_wells is None else todo[:max_wells]
+    try:
+        if run:
+            _run_on_dask(run, out, str(path), config, device, workers, scheduler, progress)
+    finally:
+        rows = write_summary(out)  # also after Ctrl-C: every finished well is kept
+    return BatchResult(out / "summary.csv", rows, len(run), len(wells) - len(todo), len(todo) - len(run))
+
+
+def _run_on_dask(wells: list[WellInput], out: Path, model_path: str, config: dict, device: str,
+                 workers: int, scheduler: str | None, progress: bool) -> None:
+    from distributed import Client, LocalCluster, as_completed
+    from tqdm import tqdm
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    futures: dict = {}
+    try:
+        futures = {client.submit(process_well, w, str(out), model_path, config["model_sha256"], config, device,
+                                 pure=False): w for w in wells}
+        errors = 0
+        with tqdm(total=len(futures), desc="batch", unit="well", disable=not progress) as bar:
+            for fut in as_completed(futures):
+                well = futures[fut]
+                try:
+                    row = fut.result()
+                except Exception as exc:  # the worker process died (e.g. out of memory)
+                    row = record_error(out, well, f"worker failed: {type(exc).__name__}: {exc}", config)
+                errors += row["status"] != "ok"
+                bar.set_postfix(errors=errors, last=well.name)
+                bar.update()
+    finally:
+        _shutdown(client, cluster, futures)
+
+
+def _shutdown(client: Client, cluster: LocalCluster | None, futures: dict) -> None:
+    """Cancel unfinished wells and close; a slow close must not hide the real error or Ctrl-C."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        client.cancel([f for f in futures if not f.done()])
+    for close in (client.close, cluster.close if cluster is not None else None):
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+
+
+# ---------------------------------------------------------------- command line
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``probseg batch`` on the CLI's subparsers."""
+    import argparse  # noqa: F811 (also imported for type checking)
+
+    b = sub.add_parser(
+        "batch", help="segment a folder of wells on Dask; summary.csv ranks wells for review",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Per well: the outputs of `probseg predict` and a <well>.done.json marker; then OUT/summary.csv "
+                    "(review_rank 1 = proofread first). Rerunning skips finished wells and retries failed ones.\n"
+                    "Exit status: 0 all wells ok, 1 some wells failed (see summary.csv), 2 bad arguments.")
+    b.add_argument("input", help="folder of channel TIFFs, a quoted glob ('data/*.tif'), or a CSV: well,channel1,channel2")
+    b.add_argument("--out", required=True, help="output folder")
+    b.add_argument("--model", default="bbbc010-concrete", help="bundled model name or .safetensors file")
+    b.add_argument("--channel-pattern", nargs="+", default=list(DEFAULT_CHANNELS), metavar="TEXT",
+                   help="substring naming each channel's files, in model order (default: _w1_ _w2_)")
+    b.add_argument("--well-regex", default=DEFAULT_WELL_REGEX, help="regex whose group 1 is the well name")
+    b.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="local worker processes")
+    b.add_argument("--scheduler", help="address of a running Dask scheduler (instead of a local cluster)")
+    b.add_argument("--draws", type=int, default=None, help="Monte-Carlo draws (default: the model's)")
+    b.add_argument("--threshold", type=float, default=None)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    b.add_argument("--max-wells", type=int, default=None, help="run at most this many remaining wells")
+    b.set_defaults(func=cli_batch)
+
+
+def cli_batch(args: argparse.Namespace) -> int:
+    """Run ``probseg batch``; exit 1 when any well failed, so scripts notice."""
+    res = run_batch(args.input, args.out, args.model, draws=args.draws, threshold=args.threshold, seed=args.seed,
+                    device=args.device, workers=args.workers, scheduler=args.scheduler,
+                    channel_patterns=tuple(args.channel_pattern), well_regex=args.well_regex, max_wells=args.max_wells)
+    failed = [r for r in res.rows if r.get("status") != "ok"]
+    worst = [r["well"] for r in res.rows if r.get("status") == "ok"][:5]
+    print(f"{res.processed} wells run, {res.skipped} already done, {res.pending} left, "
+          f"{len(failed)} failed -> {res.summary}")
+    if worst:
+        print(f"review first: {', '.join(worst)}")
+    for r in failed:
+        print(f"  {r['well']}: {r['error']}")
+    return 1 if failed else 0

@@ -1,0 +1,170 @@
+"""``probseg batch``: discovery, restart without loss or duplicates, bad wells, CLI errors.
+
+Wells are 64x80 crops of BBBC010 test wells and the model is the tiny U-Net, so the
+whole file runs in well under two minutes on two busy cores.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_probseg.batch import OUTPUT_KEYS, discover_wells, run_batch
+from napari_probseg.cli import main
+from napari_probseg.data import channel_files
+
+WELLS = ("C03", "C04", "C05")
+DRAWS = 2
+
+
+def crop_well(data_dir: Path, well: str, dest: Path, channels=("w1", "w2")) -> list[Path]:
+    """Write 64x80 crops of a well's channel files under their original names."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for c, f in channel_files(data_dir, well).items():
+        if c in channels:
+            tifffile.imwrite(dest / f.name, tifffile.imread(f)[200:264, 250:330])
+            out.append(dest / f.name)
+    return out
+
+
+@pytest.fixture
+def wells_dir(tmp_path: Path, data_dir: Path) -> Path:
+    for w in WELLS:
+        crop_well(data_dir, w, tmp_path / "in")
+    return tmp_path / "in"
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """One single-process worker shared by the tests (starting a cluster costs seconds)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def summary(out: Path) -> list[dict]:
+    with open(out / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_complete(out: Path, wells) -> None:
+    rows = summary(out)
+    assert sorted(r["well"] for r in rows) == sorted(wells)  # each well exactly once
+    assert all(r["status"] == "ok" for r in rows), rows
+    assert sorted(int(r["review_rank"]) for r in rows) == list(range(1, len(wells) + 1))
+    scores = [float(r["review_score"]) for r in sorted(rows, key=lambda r: int(r["review_rank"]))]
+    assert scores == sorted(scores, reverse=True)  # rank 1 = most uncertain
+    for w in wells:
+        for suffix in ("_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv"):
+            assert (out / f"{w}{suffix}").is_file()
+        assert len(list(out.glob(f"{w}_*"))) == len(OUTPUT_KEYS)  # write_prediction's layout, nothing else
+        assert tifffile.imread(out / f"{w}_labels.tif").shape == (64, 80)
+        with np.load(out / f"{w}_probabilities.npz") as z:
+            assert z["probabilities"].shape[1:] == (64, 80)
+    assert not list(out.glob(".*.partial"))
+
+
+def test_discover_bbbc010(data_dir: Path):
+    wells = {w.name: w for w in discover_wells(data_dir / "images")}
+    assert len(wells) == 98  # 100 wells, C13 and C14 have no files at all
+    assert wells["A01"].files[0].endswith(".tif") and "_A01_w1_" in wells["A01"].files[0]
+    assert "_A01_w2_" in wells["A01"].files[1]
+    assert wells["D24"].files[1] is None  # D24 w2 is missing: reported when run
+
+
+def test_discover_csv(tmp_path: Path):
+    (tmp_path / "a1.tif").touch()
+    (tmp_path / "a2.tif").touch()
+    (tmp_path / "wells.csv").write_text("well,fluorescence,brightfield\nX1,a1.tif,a2.tif\nX2,a1.tif,\n")
+    w = discover_wells(tmp_path / "wells.csv")
+    assert [x.name for x in w] == ["X1", "X2"]
+    assert w[0].files == (str(tmp_path / "a1.tif"), str(tmp_path / "a2.tif"))
+    assert w[1].files[1] is None and w[1].channels == ("fluorescence", "brightfield")
+
+
+def test_restart_loses_and_duplicates_nothing(wells_dir: Path, tiny_checkpoint: Path, scheduler: str, tmp_path: Path):
+    out = tmp_path / "out"
+    r = run_batch(wells_dir, out, tiny_checkpoint, draws=DRAWS, scheduler=scheduler, max_wells=1, progress=False)
+    assert (r.processed, r.skipped, r.pending) == (1, 0, 2) and len(r.rows) == 1
+    r = run_batch(wells_dir, out, tiny_checkpoint, draws=DRAWS, scheduler=scheduler, max_wells=1, progress=False)
+    assert (r.processed, r.skipped, r.pending) == (1, 1, 1)
+    first = (out / "C03.done.json").stat().st_mtime_ns
+    # a crash while C04 was rewritten: a truncated output and a stray temp file must not count as done
+    npz = out / "C04_probabilities.npz"
+    npz.write_bytes(npz.read_bytes()[:100])
+    (out / ".C04_labels.tif.partial").write_bytes(b"half")
+    r = run_batch(wells_dir, out, tiny_checkpoint, draws=DRAWS, scheduler=scheduler, progress=False)
+    assert (r.processed, r.skipped, r.pending) == (2, 1, 0)
+    assert (out / "C03.done.json").stat().st_mtime_ns == first  # complete wells are not redone
+    assert_complete(out, WELLS)  # the stray temp file was overwritten and renamed
+    # other settings (more draws) make the old outputs stale: everything is redone
+    r = run_batch(wells_dir, out, tiny_checkpoint, draws=DRAWS + 1, scheduler=scheduler, max_wells=0, progress=False)
+    assert (r.processed, r.skipped, r.pending) == (0, 0, 3)
+
+
+def test_cli_killed_and_resumed(wells_dir: Path, tiny_checkpoint: Path, scheduler: str, tmp_path: Path, capsys):
+    """Kill a CLI batch (local cluster) after its first well, then finish it on another cluster."""
+    out = tmp_path / "out"
+    args = ["batch", str(wells_dir / "*_w?_*.tif"), "--out", str(out), "--model", str(tiny_checkpoint), "--draws", str(DRAWS)]
+    proc = subprocess.Popen([sys.executable, "-m", "napari_probseg.cli", *args, "--workers", "1"],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600  # seconds on an idle machine; minutes behind a training run
+        while not list(out.glob("*.done.json")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI, its scheduler and its worker process
+        proc.wait()
+    done_before = len(list(out.glob("*.done.json")))
+    assert done_before, "the batch finished no well before it was killed"
+    assert main([*args, "--scheduler", scheduler]) == 0
+    assert f"{len(WELLS) - done_before} wells run, {done_before} already done" in capsys.readouterr().out
+    assert_complete(out, WELLS)
+
+
+def test_bad_wells_are_reported_and_retried(tmp_path: Path, data_dir: Path, tiny_checkpoint: Path, scheduler: str):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    crop_well(data_dir, "C03", inp)
+    w1 = crop_well(data_dir, "C06", inp)[0]
+    w1.write_bytes(w1.read_bytes()[:5000])  # truncated fluorescence file (an interrupted copy)
+    w1 = crop_well(data_dir, "C09", inp)[0]
+    w1.write_bytes(b"II*\x00 not a TIFF")  # garbage that tifffile reads as an empty array
+    crop_well(data_dir, "C07", inp, channels=("w1",))  # brightfield missing
+    small = crop_well(data_dir, "C08", inp)[1]
+    tifffile.imwrite(small, tifffile.imread(small)[:32, :40])  # channels of different shapes
+    run_batch(inp, out, tiny_checkpoint, draws=DRAWS, scheduler=scheduler, progress=False)
+    rows = {r["well"]: r for r in summary(out)}
+    assert len(rows) == 5 and rows["C03"]["status"] == "ok" and rows["C03"]["review_rank"] == "1"
+    for w in ("C06", "C09"):
+        assert rows[w]["status"] == "error" and "cannot read image" in rows[w]["error"]
+    assert rows["C07"]["status"] == "error" and "missing for '_w2_'" in rows["C07"]["error"]
+    assert rows["C08"]["status"] == "error" and "different shapes" in rows["C08"]["error"]
+    assert not (out / "C06_labels.tif").exists() and (out / "C06.error.json").exists()
+    crop_well(data_dir, "C07", inp, channels=("w2",))  # fix one: failed wells are retried
+    r = run_batch(inp, out, tiny_checkpoint, draws=DRAWS, scheduler=scheduler, progress=False)
+    assert (r.processed, r.skipped) == (4, 1)
+    rows = {r["well"]: r for r in summary(out)}
+    assert len(rows) == 5 and rows["C07"]["status"] == "ok" and not (out / "C07.error.json").exists()
+
+
+def test_cli_clear_errors(tmp_path: Path, tiny_checkpoint: Path, capsys):
+    assert main(["batch", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--model", str(tiny_checkpoint)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["batch", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--model", str(tiny_checkpoint)]) == 2
+    assert "no image files in folder" in capsys.readouterr().err
+    (tmp_path / "empty" / "x_w3_.tif").touch()
+    assert main(["batch", str(tmp_path / "empty" / "x_w3_.tif"), "--out", str(tmp_path / "o")]) == 2
+    assert "is one file" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "channel patterns" in capsys.readouterr().err
