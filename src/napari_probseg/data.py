@@ -61,9 +61,12 @@ def read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     try:
-        return tifffile.imread(str(path))
+        image = tifffile.imread(str(path))
     except Exception as exc:  # tifffile raises many types for broken files
         raise InputError(f"cannot read image {path}: {exc}") from exc
+    if image.size == 0:  # some corrupt headers only log a warning and give an empty array
+        raise InputError(f"cannot read image {path}: the file holds no pixels (corrupt or truncated TIFF?)")
+    return image
 
 
 def load_image(data_dir: Path, well: str, channels: tuple[str, ...] = CHANNEL_TAGS) -> np.ndarray:
