@@ -78,7 +78,7 @@ def card(variant: str, metrics_path: Path) -> Path:
         f"COCO ranked AP (different metric): {m['coco']['coco_avAP']:.3f}.",
         f"Speed: {m['seconds_per_image']:.1f} s per well ({m['mc_draws']} draws) on {m['device']}.", "",
         f"Command: `probseg evaluate --model bbbc010-{variant} --data ../shared/data/bbbc010 --split test --out "
-        f"{metrics_path.parent}`.",
+        f"{metrics_path.parent}` (report copied to `docs/eval-bbbc010-concrete/`).",
     ]
     out = Path("docs") / f"model-card-bbbc010-{variant}.md"
     out.write_text("\n".join(lines) + "\n")
