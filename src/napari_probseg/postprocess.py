@@ -101,11 +101,20 @@ def embeddings_to_instances(
     pts = embedding.permute(1, 2, 0)[fg]
     centres = mean_shift(pts, bandwidth, seed=seed)
     labels = assign_clusters(pts, centres, threshold).cpu().numpy()
-    fg_np = fg.cpu().numpy()
-    flat = np.flatnonzero(fg_np)
+    overlap = (cls == OVERLAP).cpu().numpy()
+    return clusters_to_instances(labels, np.flatnonzero(fg.cpu().numpy()), len(centres), overlap, min_size, (h, w))
+
+
+def clusters_to_instances(labels: np.ndarray, fg_idx: np.ndarray, n_clusters: int, overlap: np.ndarray,
+                          min_size: int, shape: tuple[int, int]) -> np.ndarray:
+    """Cluster labels of the foreground pixels ``fg_idx`` -> instance masks with the overlap heuristic.
+
+    Shared by inference and the parameter search, which reuses cached embeddings.
+    """
+    h, w = shape
     masks = []
-    for k in range(centres.shape[0]):
-        sel = flat[labels == k]
+    for k in range(n_clusters):
+        sel = fg_idx[labels == k]
         if sel.size < min_size:
             continue
         m = np.zeros(h * w, dtype=bool)
@@ -113,6 +122,5 @@ def embeddings_to_instances(
         masks.append(m.reshape(h, w))
     if not masks:
         return np.zeros((0, h, w), dtype=bool)
-    inst = np.stack(masks)
-    out = overlap_heuristic(inst, (cls == OVERLAP).cpu().numpy())
+    out = overlap_heuristic(np.stack(masks), overlap)
     return out[out.reshape(len(out), -1).sum(1) >= min_size]

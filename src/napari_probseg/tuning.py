@@ -19,7 +19,7 @@ from .data import available_wells, load_masks, load_image, read_split
 from .inference import forward_draws, prepare_input
 from .metrics import aggregate, image_scores
 from .model import UNet
-from .postprocess import FOREGROUND, OVERLAP, assign_clusters, mean_shift, overlap_heuristic
+from .postprocess import FOREGROUND, OVERLAP, assign_clusters, clusters_to_instances, mean_shift
 
 BANDWIDTHS = (1.0, 1.5, 2.0, 2.5, 3.0)
 THRESHOLDS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5)
@@ -35,18 +35,9 @@ class TuneResult:
 
 def instances_from_cache(pts: torch.Tensor, centres: torch.Tensor, fg_idx: np.ndarray, overlap: np.ndarray,
                          threshold: float, min_size: int, shape: tuple[int, int]) -> np.ndarray:
+    """Instances for one threshold from cached embeddings and mean-shift centres."""
     labels = assign_clusters(pts, centres, threshold).numpy()
-    masks = []
-    for k in range(len(centres)):
-        sel = fg_idx[labels == k]
-        if sel.size >= min_size:
-            m = np.zeros(shape[0] * shape[1], bool)
-            m[sel] = True
-            masks.append(m.reshape(shape))
-    if not masks:
-        return np.zeros((0, *shape), bool)
-    out = overlap_heuristic(np.stack(masks), overlap)
-    return out[out.reshape(len(out), -1).sum(1) >= min_size]
+    return clusters_to_instances(labels, fg_idx, len(centres), overlap, min_size, shape)
 
 
 @torch.no_grad()
