@@ -37,6 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="bbbc010-concrete")
     ap.add_argument("--well", default="C10")
+    ap.add_argument("--image", help="a [C,H,W] TIFF instead of a BBBC010 well (e.g. the bundled sample data)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--sklearn-points", type=int, default=20000, help="points for the scikit-learn comparison")
@@ -44,7 +45,13 @@ def main() -> None:
     dev = pick_device(args.device)
     lm = load_model(args.model, dev)
     post = lm.postprocess
-    x = prepare_input(load_image(default_data_dir(), args.well), lm.model)
+    if args.image:
+        import tifffile
+
+        raw = tifffile.imread(args.image)
+    else:
+        raw = load_image(default_data_dir(), args.well)
+    x = prepare_input(raw, lm.model)
     rows = []
     for t_draws in (1, 8):
         sec, outs = timed(lambda: list(forward_draws(lm.model, x, t_draws, dev)), args.repeats)

@@ -76,10 +76,44 @@ def discriminative_loss(
     return l_var, l_dist, l_reg
 
 
+def discriminative_loss_batched(
+    embedding: torch.Tensor, masks: torch.Tensor, delta_d: float = DELTA_D
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch means of ``discriminative_loss`` in a handful of kernels (GPU training).
+
+    embedding: [B,D,H,W]; masks: [B,N,H,W] bool, zero-padded (an all-False slot is no
+    instance).  Equal to averaging ``discriminative_loss`` over the images.
+    """
+    b, d = embedding.shape[:2]
+    n = masks.shape[1]
+    e = embedding.reshape(b, d, -1).float()  # [B,D,P]
+    m = masks.reshape(b, n, -1).float()  # [B,N,P]
+    valid = m.sum(2) > 0  # [B,N]
+    n_valid = valid.sum(1)  # [B]
+    single = (m.sum(1, keepdim=True) == 1).float()
+    m_excl = m * single
+    empty = m_excl.sum(2, keepdim=True) == 0
+    m_use = torch.where(empty, m, m_excl)
+    counts = m_use.sum(2).clamp(min=1)  # [B,N]
+    mu = torch.bmm(m_use, e.transpose(1, 2)) / counts[..., None]  # [B,N,D]
+    e_sq = (e * e).sum(1)  # [B,P]
+    sq = torch.bmm(m_use, e_sq[..., None])[..., 0] - counts * (mu * mu).sum(2)
+    vf = valid.float()
+    per_inst = n_valid.clamp(min=1).float()
+    l_var = ((sq.clamp(min=0) / counts) * vf).sum(1) / per_inst
+    l_reg = ((mu * mu).sum(2) * vf).sum(1) / per_inst
+    dist = (((mu[:, :, None, :] - mu[:, None, :, :]) ** 2).sum(-1) + 1e-8).sqrt()  # [B,N,N]
+    pair = valid[:, :, None] & valid[:, None, :] & ~torch.eye(n, dtype=torch.bool, device=dist.device)
+    hinge = F.relu(2 * delta_d - dist) ** 2 * pair.float()
+    pairs = (n_valid * (n_valid - 1)).clamp(min=1).float()
+    l_dist = hinge.sum((1, 2)) / pairs
+    return l_var.mean(), l_dist.mean(), l_reg.mean()
+
+
 def total_loss(
     embedding: torch.Tensor,
     logits: torch.Tensor,
-    masks: list[torch.Tensor],
+    masks: list[torch.Tensor] | torch.Tensor,
     regularizer: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     ce_weight: float = 1.0,
@@ -90,6 +124,12 @@ def total_loss(
     per instance, so per foreground pixel the discriminative gradient is ~30x larger and
     the classes were not learnt in 4000 steps at weight 1 (docs/model-card); 10 fixes it.
     """
+    if isinstance(masks, torch.Tensor):  # padded [B,N,H,W] from WellBank
+        var, dist, reg = discriminative_loss_batched(embedding, masks)
+        target = masks.sum(1).clamp(max=2).long()
+        ce = F.cross_entropy(logits.float(), target, weight=class_weights)
+        total = var + dist + REG_WEIGHT * reg + ce_weight * ce + regularizer
+        return LossTerms(total, var, dist, reg, ce, regularizer)
     vs, ds, rs = [], [], []
     targets = []
     for b, mk in enumerate(masks):

@@ -21,6 +21,9 @@ from .devices import cpu_supports_bf16, pick_device
 from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, load_well, random_warp_batch
 from .losses import total_loss
 from .model import ModelConfig, UNet
+from .wellbank import WellBank
+
+_CALIBRATE_AT = (50, 300, 1000)  # steps after which a time-budgeted run re-estimates its length
 
 
 @dataclass
@@ -48,6 +51,8 @@ class TrainConfig:
     init_dropout: float = 0.1  # starting Concrete Dropout rate of every layer (learnt from there)
     clip_grad: float = 5.0  # the distance hinge gives occasional large gradients
     fast_cpu: bool = True  # channels_last + bf16 autocast where the CPU supports bf16
+    use_bank: bool | None = None  # whole data set on the device, batched augmentation (None: on a GPU)
+    time_budget_s: float = 0.0  # >0: choose `steps` from the measured step time to end in this time
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -119,10 +124,14 @@ def train(
             gen.set_state(tensors["extra.rng.data"])
             torch.set_rng_state(tensors["extra.rng.torch"])
     model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    use_bank = cfg.use_bank if cfg.use_bank is not None else device.type == "cuda"
+    bank = WellBank(wells, device) if use_bank and len({w.image.shape for w in wells}) == 1 else None
     use_bf16 = cfg.fast_cpu and device.type == "cpu" and cpu_supports_bf16()
     if cfg.fast_cpu or device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
     if resume_tensors:
         _load_optim(opt, resume_tensors)
     weights = torch.tensor([1.0, 1.0, cfg.overlap_weight], device=device)
@@ -159,9 +168,12 @@ def train(
                 break
             for g in opt.param_groups:
                 g["lr"] = learning_rate(cfg, step)
-            x, masks = random_warp_batch(wells, cfg.batch, cfg.crop, gen, cfg.elastic)
-            x = x.to(device)
-            masks = [m.to(device) for m in masks]
+            if bank is not None:
+                x, masks = bank.sample(cfg.batch, cfg.crop, gen, cfg.elastic)
+            else:
+                x, masks = random_warp_batch(wells, cfg.batch, cfg.crop, gen, cfg.elastic)
+                x = x.to(device)
+                masks = [m.to(device) for m in masks]
             if cfg.fast_cpu or device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16 or device.type == "cuda"):
@@ -173,6 +185,11 @@ def train(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             opt.step()
             step += 1
+            if cfg.time_budget_s > 0 and step - start in _CALIBRATE_AT:
+                elapsed = time.perf_counter() - t0
+                cfg.steps = max(step + 1, start + int(cfg.time_budget_s * (step - start) / elapsed))
+            if device.type == "cuda" and step % 10 and step % cfg.checkpoint_every and step < cfg.steps:
+                continue  # reading the losses waits for the GPU: only every 10th step
             vals = terms.as_floats()
             writer.writerow([step, *(f"{vals[k]:.5g}" for k in ("total", "var", "dist", "reg", "ce", "concrete")),
                              f"{learning_rate(cfg, step - 1):.3g}", f"{time.perf_counter() - t0:.1f}"])
