@@ -1,8 +1,9 @@
 """Ship a trained run as a bundled model: export, tune post-processing, write the model card.
 
-    python scripts/release_model.py concrete            # export + 2-fold CV tuning
+    python scripts/release_model.py concrete [--from RUN.safetensors]   # export + 2-fold CV tuning
     probseg evaluate --model bbbc010-concrete --out eval/bbbc010-concrete
-    python scripts/release_model.py concrete --card eval/bbbc010-concrete/metrics.json
+    python scripts/release_model.py concrete --card eval/bbbc010-concrete/metrics.json \
+        [--history docs/training-bbbc010-concrete.md]
 
 The exported file has no optimiser/RNG state (~11 MB); the tuned mean-shift bandwidth and
 clustering threshold are written into its header with the cross-validation table.
@@ -10,7 +11,6 @@ clustering threshold are written into its header with the cross-validation table
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -22,9 +22,9 @@ from napari_probseg.train import export_weights
 from napari_probseg.tuning import grid_search
 
 
-def release(variant: str) -> Path:
+def release(variant: str, source: Path | None = None) -> Path:
     dest = MODEL_DIR / f"bbbc010-{variant}.safetensors"
-    export_weights(Path(f"runs/bbbc010-{variant}/last.safetensors"), dest)
+    export_weights(source or Path(f"runs/bbbc010-{variant}/last.safetensors"), dest)
     lm = load_checkpoint(dest)
     res = grid_search(lm.model, default_data_dir(), lm.postprocess.min_size, progress=lambda s: print(s, flush=True))
     post = PostprocessConfig(**{**asdict(lm.postprocess), "bandwidth": res.bandwidth, "threshold": res.threshold})
@@ -34,12 +34,12 @@ def release(variant: str) -> Path:
     return dest
 
 
-def card(variant: str, metrics_path: Path) -> Path:
+def card(variant: str, metrics_path: Path, history: Path | None = None) -> Path:
     m = json.loads(metrics_path.read_text())
     lm = load_checkpoint(MODEL_DIR / f"bbbc010-{variant}.safetensors")
     meta = lm.meta
-    log = list(csv.DictReader(open(f"runs/bbbc010-{variant}/log.csv")))
     tc = meta["train_config"]
+    hardware = "one NVIDIA H200 GPU" if meta["device"].startswith("cuda") else "a 2-core CPU"
     tune = json.loads(meta.get("postprocess_note", "{}"))
     keys = ("avAP", "AP50", "AP75", "recall80", "avAP_dsb")
     paper = {"concrete": (0.770, 0.974, 0.883, 0.81, 0.703), "baseline": (0.761, 0.963, 0.879, 0.81, 0.686)}[variant]
@@ -50,13 +50,11 @@ def card(variant: str, metrics_path: Path) -> Path:
         f"- Architecture: 5-level U-Net, 19 base filters, {lm.model.cfg.in_channels} input channels (w1 fluorescence, "
         f"w2 brightfield), 16-d embedding + 3 classes, variant `{lm.model.cfg.variant}`.",
         f"- Data: BBBC010 train split only ({len(meta['wells'])} wells: {meta['wells'][0]}..{meta['wells'][-1]}), "
-        "percentile normalisation, random 256x256 crops with rotation/flip/scale/elastic augmentation.",
+        f"percentile normalisation, random {tc['crop']}x{tc['crop']} crops with rotation/flip/scale/elastic augmentation.",
         f"- Training: {meta['step']} steps, batch {tc['batch']}, Adam lr {tc['lr']} (warm-up {tc['warmup']}, cosine to "
         f"{tc['min_lr_ratio']}x), CE weight {tc['ce_weight']}, overlap class weight {tc['overlap_weight']}, "
-        f"initial dropout {tc['init_dropout']}, seed {tc['seed']}; wall time {float(log[-1]['seconds']) / 3600:.2f} h "
-        f"(last resume segment; see log) on a 2-core CPU ({meta['device']}, bf16 autocast {meta['bf16']}), torch {meta['torch']}.",
-        f"- Reproduce: `python scripts/train_bbbc010.py {variant}` (resumes from runs/ when interrupted), then this "
-        "script and `probseg evaluate` as in its docstring.",
+        f"initial dropout {tc['init_dropout']}, seed {tc['seed']} (last training phase; the history below lists "
+        f"every phase) on {hardware} ({meta['device']}, bf16 autocast {meta['bf16']}), torch {meta['torch']}.",
         f"- Post-processing: mean-shift bandwidth {lm.postprocess.bandwidth}, clustering threshold "
         f"{lm.postprocess.threshold}, min size {lm.postprocess.min_size} px, {lm.postprocess.mc_draws} MC draws, "
         f"binarised at {lm.postprocess.binarize}. Chosen by {tune.get('method', 'grid search')}; per fold: "
@@ -64,6 +62,7 @@ def card(variant: str, metrics_path: Path) -> Path:
                     for f, v in tune.get("cv", {}).items()) + ".", "",
         "## Learned dropout rates", "", "| layer | p |", "|---|---|",
         *[f"| {k} | {v:.4f} |" for k, v in lm.model.dropout_rates().items()], "",
+        *([history.read_text().strip(), ""] if history else []),
         f"## Evaluation ({len(m['wells'])} test wells with both channels; published figures are on 50)", "",
         f"Wells: {', '.join(m['wells'])}. Skipped: {', '.join(m['skipped_wells'])}.", "",
         "| | avAP[0.5:0.95] | AP50 | AP75 | Recall@0.8 | DSB avAP |", "|---|---|---|---|---|---|",
@@ -78,7 +77,7 @@ def card(variant: str, metrics_path: Path) -> Path:
         f"COCO ranked AP (different metric): {m['coco']['coco_avAP']:.3f}.",
         f"Speed: {m['seconds_per_image']:.1f} s per well ({m['mc_draws']} draws) on {m['device']}.", "",
         f"Command: `probseg evaluate --model bbbc010-{variant} --data ../shared/data/bbbc010 --split test --out "
-        f"{metrics_path.parent}` (report copied to `docs/eval-bbbc010-concrete/`).",
+        f"{metrics_path.parent}` (report copied to `docs/eval-bbbc010-{variant}/`).",
     ]
     out = Path("docs") / f"model-card-bbbc010-{variant}.md"
     out.write_text("\n".join(lines) + "\n")
@@ -88,6 +87,8 @@ def card(variant: str, metrics_path: Path) -> Path:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("variant", choices=["concrete", "baseline"])
+    ap.add_argument("--from", dest="source", type=Path, help="checkpoint to ship (default runs/bbbc010-<variant>/last)")
     ap.add_argument("--card", type=Path, help="metrics.json of an evaluation: write the model card only")
+    ap.add_argument("--history", type=Path, help="markdown with the training history, copied into the card")
     a = ap.parse_args()
-    print(card(a.variant, a.card) if a.card else release(a.variant))
+    print(card(a.variant, a.card, a.history) if a.card else release(a.variant, a.source))

@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--out", help="run folder (default runs/bbbc010-<variant>)")
     ap.add_argument("--pack", help="read the train wells from this --make-pack file")
     ap.add_argument("--make-pack", metavar="DEST", help="write the train wells to DEST (.npz) and exit")
+    ap.add_argument("--init", help="start from these weights with a fresh schedule (fine-tuning phase)")
     ap.add_argument("--export-to", help="also write shippable weights here at every checkpoint")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override preset fields")
     args = ap.parse_args()
@@ -87,7 +88,8 @@ def main() -> None:
         if args.export_to and step % cfg.checkpoint_every == 0 and os.path.exists(last):
             export_weights(last, args.export_to)  # the checkpoint of the previous 500 steps
 
-    path = train(cfg, wells=wells, resume=last if os.path.exists(last) else None, progress=log)
+    resume = last if os.path.exists(last) else None
+    path = train(cfg, wells=wells, resume=resume, init_from=None if resume else args.init, progress=log)
     if args.export_to:
         export_weights(path, args.export_to)
     print("finished", path, f"{time.time() - t0:.0f}s", "steps", cfg.steps, flush=True)

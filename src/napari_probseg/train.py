@@ -79,6 +79,11 @@ def _load_optim(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) ->
             state.setdefault(int(idx), {})[name] = v
     sd["state"] = state
     opt.load_state_dict(sd)
+    for group in opt.param_groups:  # moments were saved contiguous; match channels_last params
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    opt.state[p][k] = torch.empty_like(p).copy_(v)
 
 
 def train(
@@ -154,7 +159,7 @@ def train(
             "dropout_rates": model.dropout_rates(),
             "torch": torch.__version__,
             "device": str(device),
-            "bf16": use_bf16,
+            "bf16": use_bf16 or device.type == "cuda",
         }
         extra = {"rng.data": gen.get_state(), "rng.torch": torch.get_rng_state(), **_optim_tensors(opt)}
         return save_checkpoint(out / name, model, post, meta, extra)

@@ -21,8 +21,8 @@ from .metrics import aggregate, image_scores
 from .model import UNet
 from .postprocess import FOREGROUND, OVERLAP, assign_clusters, clusters_to_instances, mean_shift
 
-BANDWIDTHS = (1.0, 1.5, 2.0, 2.5, 3.0)
-THRESHOLDS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5)
+BANDWIDTHS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5)
+THRESHOLDS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)  # delta_d = 4: centres are >= 8 apart when trained
 
 
 @dataclass

@@ -65,11 +65,12 @@ class InferenceWidget(QWidget):
 
     # ---- UI -----------------------------------------------------------------------
     def _build(self) -> None:
-        from ..models import bundled_models
+        from ..models import DEFAULT_MODEL, bundled_models
 
         form = QFormLayout()
         self.model_combo = QComboBox()
-        self.model_combo.addItems(bundled_models() + [CHECKPOINT_ITEM])
+        names = bundled_models()  # the Concrete Dropout model first: it is the one with uncertainty
+        self.model_combo.addItems(sorted(names, key=lambda n: n != DEFAULT_MODEL) + [CHECKPOINT_ITEM])
         self.model_combo.currentTextChanged.connect(self._on_model_choice)
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("path/to/model.safetensors")
