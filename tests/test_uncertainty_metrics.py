@@ -117,3 +117,22 @@ def test_simulation_no_probabilities_touch_rule():
     assert rows[0]["avAP"] == expect["avAP"]
     far = simulate_proofreading(preds, None, {"B": [(1.0, 16, 40)]}, gts, ks=(1,))
     assert far[0]["avAP"] == aggregate([image_scores(preds[w], gts[w]) for w in gts])["avAP"]
+
+
+def test_plateau_is_one_peak_near_its_centre():
+    ent = np.zeros((H, W))
+    ent[8:12, 4:44] = np.log(2)  # a worm seen in half of the draws: one flat ridge of patches
+    ent[24:28, 8:12] = 0.3
+    peaks = peak_patches(ent)
+    assert len(peaks) == 2
+    assert peaks[0][0] == pytest.approx(np.log(2)) and peaks[0][1] == 8 and 20 <= peaks[0][2] <= 24
+    assert peaks[1][1:] == (24, 8)
+
+
+def test_simulation_corrects_a_worm_below_the_threshold():
+    gt = np.stack([box(0, 8, 0, 20), box(16, 24, 0, 20)])
+    prob = np.stack([box(0, 8, 0, 20).astype(float), box(16, 24, 0, 20, 0.5)])  # second worm: p = 0.5
+    pred = prob >= 0.75  # its binary mask is empty: not scored at k = 0
+    rows = simulate_proofreading({"A": pred}, {"A": prob}, {"A": [(0.69, 16, 8)]}, {"A": gt}, ks=(0, 1))
+    assert rows[0]["recall80"] == pytest.approx(0.5)  # only the certain worm found
+    assert rows[1]["avAP"] == 1.0 and rows[1]["recall80"] == 1.0  # the peak sent the proofreader to the other

@@ -56,7 +56,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         ok = [w for w in ok if w in wells]
     for w in skipped:
         print(f"skipping well {w}: a channel file is missing")
-    per_image, counts, preds, probs, peaks, gts, scores = [], [], {}, {}, {}, {}, []
+    per_image, counts, preds, probs, peaks, gts, scored, coco_scores = [], [], {}, {}, {}, {}, {}, []
     t0 = time.perf_counter()
     for well in tqdm(ok, desc="evaluating wells", unit="well"):
         pred = predict(lm.model, load_image(data_dir, well), post, draws, thr, dev, seed)
@@ -65,17 +65,19 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         inst, prob = pred.instances[keep], pred.probabilities[keep]
         np.savez_compressed(out_dir / "predictions" / f"{well}.npz", probabilities=prob.astype(np.float16), instances=inst)
         per_image.append(image_scores(inst, gt))
-        counts.append(uncertainty_counts(prob, gt, binarize=thr))
-        preds[well], probs[well], gts[well] = inst, prob, gt
+        counts.append(uncertainty_counts(pred.probabilities, gt, binarize=thr))
+        # the simulation sees every instance, also those below the threshold everywhere
+        preds[well], probs[well], gts[well] = pred.instances, pred.probabilities, gt
+        scored[well] = inst
         peaks[well] = [(p.score, p.y, p.x) for p in pred.peaks]
-        scores.append(np.array([prob[i][inst[i]].mean() for i in range(len(inst))]))
+        coco_scores.append(np.array([prob[i][inst[i]].mean() for i in range(len(inst))]))
     seconds = (time.perf_counter() - t0) / max(len(ok), 1)
     agg = aggregate(per_image)
     metrics = {
         "model": lm.path, "model_sha256": lm.sha256, "wells": ok, "skipped_wells": skipped,
         **{k: agg[k] for k in KEYS},
         "curves": {k: agg[k] for k in ("thresholds", "precision", "recall", "dsb")},
-        "coco": coco_ap(list(preds.values()), list(gts.values()), scores),
+        "coco": coco_ap(list(scored.values()), list(gts.values()), coco_scores),
         "pavpu": uncertainty_curves(counts),
         "simulation": simulate_proofreading(preds, probs, peaks, gts),
         "binarize_threshold": thr, "mc_draws": draws, "postprocess": asdict(post),

@@ -115,12 +115,24 @@ def uncertainty_curves(counts_list: list[dict]) -> dict:
 def peak_patches(entropy_map: np.ndarray, k: int | None = None, size: int = 4) -> list[tuple[float, int, int]]:
     """Local maxima (3x3 patch neighbourhood) of the patch-mean entropy, score > 0, best first.
 
-    Returns (score, y0, x0) with (y0, x0) the top-left pixel of the patch. Equal neighbours
-    on a plateau are all returned; ties are ordered by position.
+    Returns (score, y0, x0) with (y0, x0) the top-left pixel of the patch.  A plateau of
+    equal maxima (e.g. a whole worm seen in half of the draws has entropy ln 2 along its
+    length) is one peak, at the plateau patch nearest its centre: otherwise one uncertain
+    worm fills the top of the list and the proofreader sees the same error k times.
+    Ties between peaks are ordered by position.
     """
     pm = patch_mean(entropy_map, size)
     peak = (pm == ndimage.maximum_filter(pm, size=3, mode="constant", cval=-np.inf)) & (pm > 0)
+    lab, n = ndimage.label(peak, structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return []
     ys, xs = np.nonzero(peak)
+    ids = lab[ys, xs]
+    cy = np.bincount(ids, weights=ys, minlength=n + 1)[ids] / np.bincount(ids, minlength=n + 1)[ids]
+    cx = np.bincount(ids, weights=xs, minlength=n + 1)[ids] / np.bincount(ids, minlength=n + 1)[ids]
+    near = np.lexsort((xs, ys, (ys - cy) ** 2 + (xs - cx) ** 2, ids))  # per plateau: nearest the centre first
+    _, first = np.unique(ids[near], return_index=True)
+    ys, xs = ys[near[first]], xs[near[first]]
     order = np.lexsort((xs, ys, -pm[ys, xs]))
     out = [(float(pm[ys[i], xs[i]]), int(ys[i]) * size, int(xs[i]) * size) for i in order]
     return out if k is None else out[:k]
@@ -138,12 +150,16 @@ def _correct(pred: np.ndarray, prob: np.ndarray | None, gt: np.ndarray, boxes: l
     if not hit.any():
         return pred
     keep = [m for m in pred[~hit]]
-    iou = iou_matrix(pred[hit], gt)
+    iou = iou_matrix(present[hit], gt)  # the instance as the proofreader sees it, uncertain part included
     best = iou.argmax(axis=1) if gt.shape[0] else np.array([], dtype=int)
     for j in sorted({int(b) for b, v in zip(best, iou.max(axis=1, initial=0.0)) if v > 0}):
         if not any(np.array_equal(gt[j], m) for m in keep):  # already predicted: do not duplicate
             keep.append(gt[j])
     return np.stack(keep) if keep else np.zeros((0, h, w), dtype=bool)
+
+
+def _nonempty(stack: np.ndarray) -> np.ndarray:
+    return stack[stack.reshape(len(stack), -1).any(1)] if len(stack) else stack
 
 
 def simulate_proofreading(predictions: dict[str, np.ndarray], probabilities: dict[str, np.ndarray] | None,
@@ -154,12 +170,15 @@ def simulate_proofreading(predictions: dict[str, np.ndarray], probabilities: dic
 
     A predicted instance is corrected when its binary mask (or, with ``probabilities``, its
     probability > ``prob_floor``) reaches the patch dilated by one pixel; it is replaced by its
-    best-IoU gt instance, or removed when it overlaps none. Missed gt worms are not added.
+    best-IoU gt instance (IoU of that same mask), or removed when it overlaps none. Missed gt
+    worms are not added.  ``predictions`` and ``probabilities`` are aligned stacks; an
+    instance whose binary mask is empty (below the binarisation threshold everywhere) is
+    not scored but can still be corrected: it is the uncertain worm a proofreader is sent to.
     """
     wells = list(gts)
     pooled = sorted(((float(s), wi, int(y), int(x)) for wi, wl in enumerate(wells) for s, y, x in peaks.get(wl, [])),
                     key=lambda t: -t[0])  # stable: ties keep well order, then peak order
-    base = {wl: image_scores(predictions[wl], gts[wl]) for wl in wells}
+    base = {wl: image_scores(_nonempty(np.asarray(predictions[wl], bool)), gts[wl]) for wl in wells}
     rows = []
     for k in ks:
         boxes: dict[str, list[tuple[int, int]]] = {}
@@ -173,7 +192,7 @@ def simulate_proofreading(predictions: dict[str, np.ndarray], probabilities: dic
             prob = None if probabilities is None else np.asarray(probabilities[wl])
             fixed = _correct(np.asarray(predictions[wl], bool), prob, np.asarray(gts[wl], bool), boxes[wl],
                              patch, prob_floor)
-            scores.append(image_scores(fixed, gts[wl]))
+            scores.append(image_scores(_nonempty(fixed), gts[wl]))
         agg = aggregate(scores)
         rows.append({"k": int(k), **{m: agg[m] for m in ("avAP", "AP50", "AP75", "recall80", "avAP_dsb")}})
     return rows
