@@ -54,7 +54,11 @@ def card(variant: str, metrics_path: Path, history: Path | None = None) -> Path:
         f"- Training: {meta['step']} steps, batch {tc['batch']}, Adam lr {tc['lr']} (warm-up {tc['warmup']}, cosine to "
         f"{tc['min_lr_ratio']}x), CE weight {tc['ce_weight']}, overlap class weight {tc['overlap_weight']}, "
         f"initial dropout {tc['init_dropout']}, seed {tc['seed']} (last training phase; the history below lists "
-        f"every phase) on {hardware} ({meta['device']}, bf16 autocast {meta['bf16']}), torch {meta['torch']}.",
+        f"every phase) on {hardware} ({meta['device']}, bf16 autocast {meta['bf16'] or meta['device'].startswith('cuda')}), "
+        f"torch {meta['torch']}.",
+        "- Reproduce: the training commands are in the history below (`scripts/train_bbbc010.py`, which resumes "
+        "an interrupted run); then this script (`--from` the run's checkpoint) and `probseg evaluate` as in its "
+        "docstring.",
         f"- Post-processing: mean-shift bandwidth {lm.postprocess.bandwidth}, clustering threshold "
         f"{lm.postprocess.threshold}, min size {lm.postprocess.min_size} px, {lm.postprocess.mc_draws} MC draws, "
         f"binarised at {lm.postprocess.binarize}. Chosen by {tune.get('method', 'grid search')}; per fold: "
