@@ -2,7 +2,9 @@
 import numpy as np
 import torch
 
-from napari_probseg.losses import discriminative_loss, discriminative_loss_batched, total_loss
+import torch.nn.functional as F
+
+from napari_probseg.losses import REG_WEIGHT, class_target, discriminative_loss, discriminative_loss_batched, total_loss
 from napari_probseg.train import TrainConfig, train
 from napari_probseg.wellbank import WellBank
 from tests.test_train_checkpoint import toy_wells
@@ -25,6 +27,10 @@ def test_batched_loss_equals_per_image_loss():
     reg = torch.tensor(0.5)
     listed = [masks[b][masks[b].flatten(1).any(1)] for b in range(3)]
     assert torch.allclose(total_loss(emb, logits, masks, reg).total, total_loss(emb, logits, listed, reg).total, rtol=1e-5)
+    # and both equal the loss written per image: disc. terms averaged, CE on the stacked class targets
+    v, d, r = (torch.stack([p[i] for p in per_image]).mean() for i in range(3))
+    ce = F.cross_entropy(logits, torch.stack([class_target(m) for m in listed]))
+    assert torch.allclose(total_loss(emb, logits, listed, reg).total, v + d + REG_WEIGHT * r + ce + reg, rtol=1e-5)
 
 
 def test_bank_samples_aligned_image_and_masks():

@@ -36,9 +36,9 @@ class LossTerms:
 
 
 def class_target(masks: torch.Tensor) -> torch.Tensor:
-    """Per-pixel class from an instance stack [N,H,W]: 0 background, 1 one worm, 2 overlap."""
-    count = masks.sum(0) if masks.shape[0] else torch.zeros(masks.shape[1:], device=masks.device)
-    return count.clamp(max=2).long()
+    """Per-pixel class from an instance stack [N,H,W] (or a zero-padded batch [B,N,H,W]):
+    0 background, 1 one worm, 2 overlap.  An empty stack sums to background."""
+    return masks.sum(-3).clamp(max=2).long()
 
 
 def discriminative_loss(
@@ -113,7 +113,7 @@ def discriminative_loss_batched(
 def total_loss(
     embedding: torch.Tensor,
     logits: torch.Tensor,
-    masks: list[torch.Tensor] | torch.Tensor,
+    masks: list[torch.Tensor] | torch.Tensor,  # [N,H,W] per image, or zero-padded [B,N,H,W]
     regularizer: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     ce_weight: float = 1.0,
@@ -124,21 +124,13 @@ def total_loss(
     per instance, so per foreground pixel the discriminative gradient is ~30x larger and
     the classes were not learnt in 4000 steps at weight 1 (docs/model-card); 10 fixes it.
     """
-    if isinstance(masks, torch.Tensor):  # padded [B,N,H,W] from WellBank
-        var, dist, reg = discriminative_loss_batched(embedding, masks)
-        target = masks.sum(1).clamp(max=2).long()
-        ce = F.cross_entropy(logits.float(), target, weight=class_weights)
-        total = var + dist + REG_WEIGHT * reg + ce_weight * ce + regularizer
-        return LossTerms(total, var, dist, reg, ce, regularizer)
-    vs, ds, rs = [], [], []
-    targets = []
-    for b, mk in enumerate(masks):
-        v, d, r = discriminative_loss(embedding[b], mk)
-        vs.append(v)
-        ds.append(d)
-        rs.append(r)
-        targets.append(class_target(mk) if mk.shape[0] else torch.zeros(logits.shape[-2:], dtype=torch.long, device=logits.device))
-    var, dist, reg = torch.stack(vs).mean(), torch.stack(ds).mean(), torch.stack(rs).mean()
-    ce = F.cross_entropy(logits.float(), torch.stack(targets), weight=class_weights)
+    if not isinstance(masks, torch.Tensor):  # per-image stacks of different lengths: zero-pad
+        padded = embedding.new_zeros((len(masks), max((m.shape[0] for m in masks), default=0), *embedding.shape[-2:]),
+                                     dtype=torch.bool)
+        for b, mk in enumerate(masks):
+            padded[b, : mk.shape[0]] = mk
+        masks = padded
+    var, dist, reg = discriminative_loss_batched(embedding, masks)
+    ce = F.cross_entropy(logits.float(), class_target(masks), weight=class_weights)
     total = var + dist + REG_WEIGHT * reg + ce_weight * ce + regularizer
     return LossTerms(total, var, dist, reg, ce, regularizer)
