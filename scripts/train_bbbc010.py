@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from napari_probseg.data import Well, available_wells, default_data_dir, load_image, load_masks, normalize, validate_image
+from napari_probseg.data import Well, available_wells, default_data_dir, load_image, load_masks, make_well, pad_masks
 from napari_probseg.train import TrainConfig, export_weights, train
 
 _COMMON = dict(warmup=200, lr=1e-3, overlap_weight=3.0, ce_weight=10.0, seed=0, batch=4, crop=256)
@@ -36,10 +36,7 @@ PRESETS = {
 def make_pack(dest: str) -> None:
     data = default_data_dir()
     wells, _ = available_wells(data, "train")
-    masks = [load_masks(data, w) for w in wells]
-    padded = np.zeros((len(wells), max(m.shape[0] for m in masks)) + masks[0].shape[1:], bool)
-    for i, m in enumerate(masks):
-        padded[i, : m.shape[0]] = m
+    padded = pad_masks([load_masks(data, w) for w in wells])
     np.savez_compressed(dest, wells=np.array(wells), images=np.stack([load_image(data, w) for w in wells]),
                         masks=np.packbits(padded, axis=-1), width=np.array(padded.shape[-1]))
 
@@ -47,7 +44,7 @@ def make_pack(dest: str) -> None:
 def load_pack(path: str) -> list[Well]:
     z = np.load(path)
     masks = np.unpackbits(z["masks"], axis=-1, count=int(z["width"])).astype(bool)
-    return [Well(str(name), normalize(validate_image(img, img.shape[0])), m[m.reshape(m.shape[0], -1).any(1)])
+    return [make_well(str(name), img, m[m.reshape(m.shape[0], -1).any(1)])
             for name, img, m in zip(z["wells"], z["images"], masks)]
 
 

@@ -88,8 +88,20 @@ def load_masks(data_dir: Path, well: str) -> np.ndarray:
 
 
 def load_well(data_dir: Path, well: str, channels: tuple[str, ...] = CHANNEL_TAGS) -> Well:
-    image = normalize(validate_image(load_image(data_dir, well, channels), len(channels)))
-    return Well(well, image, load_masks(data_dir, well))
+    return make_well(well, load_image(data_dir, well, channels), load_masks(data_dir, well))
+
+
+def make_well(name: str, raw_image: np.ndarray, masks: np.ndarray) -> Well:
+    """A training well from a raw [C,H,W] image: validated and normalised as for inference."""
+    return Well(name, normalize(validate_image(raw_image, raw_image.shape[0])), masks)
+
+
+def pad_masks(stacks: list[np.ndarray], n_min: int = 0) -> np.ndarray:
+    """Instance stacks [N_i,H,W] of one size -> [len, max N_i, H, W] bool, empty slots all False."""
+    out = np.zeros((len(stacks), max([n_min] + [m.shape[0] for m in stacks]), *stacks[0].shape[1:]), dtype=bool)
+    for i, m in enumerate(stacks):
+        out[i, : m.shape[0]] = m
+    return out
 
 
 def available_wells(data_dir: Path, split: str, channels: tuple[str, ...] = CHANNEL_TAGS) -> tuple[list[str], list[str]]:

@@ -21,7 +21,7 @@ from .devices import cpu_supports_bf16, pick_device
 from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, load_well, random_warp_batch
 from .losses import total_loss
 from .model import ModelConfig, UNet
-from .wellbank import WellBank
+from .wellbank import WellBank, same_size
 
 _CALIBRATE_AT = (50, 300, 1000)  # steps after which a time-budgeted run re-estimates its length
 
@@ -132,7 +132,7 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     use_bank = cfg.use_bank if cfg.use_bank is not None else device.type == "cuda"
-    bank = WellBank(wells, device) if use_bank and len({w.image.shape for w in wells}) == 1 else None
+    bank = WellBank(wells, device) if use_bank and same_size(wells) else None  # else per-crop sampling
     use_bf16 = cfg.fast_cpu and device.type == "cpu" and cpu_supports_bf16()
     if cfg.fast_cpu or device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

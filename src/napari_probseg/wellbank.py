@@ -15,25 +15,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Well
+from .data import Well, pad_masks
+
+
+def same_size(wells: list[Well]) -> bool:
+    """Whether all wells share one image size (the bank stacks them)."""
+    return len({w.image.shape[1:] for w in wells}) == 1
 
 
 class WellBank:
     """Images [W,C,H,X] and zero-padded instance masks [W,N,H,X] on one device."""
 
     def __init__(self, wells: list[Well], device: torch.device | str = "cpu"):
-        shapes = {w.image.shape[1:] for w in wells}
-        if len(shapes) != 1:
-            raise ValueError(f"WellBank needs wells of one size, got {sorted(shapes)}")
+        if not same_size(wells):
+            raise ValueError(f"WellBank needs wells of one size, got {sorted({w.image.shape[1:] for w in wells})}")
         self.device = torch.device(device)
-        n_max = max(max(w.masks.shape[0] for w in wells), 1)
-        h, x = shapes.pop()
-        masks = np.zeros((len(wells), n_max, h, x), dtype=np.uint8)
-        for i, w in enumerate(wells):
-            masks[i, : w.masks.shape[0]] = w.masks
         self.images = torch.from_numpy(np.stack([w.image for w in wells])).float().to(self.device)
-        self.masks = torch.from_numpy(masks).to(self.device)
-        self.height, self.width = h, x
+        self.masks = torch.from_numpy(pad_masks([w.masks for w in wells], n_min=1)).to(self.device)
+        self.height, self.width = self.images.shape[-2:]
 
     def __len__(self) -> int:
         return self.images.shape[0]
