@@ -76,15 +76,19 @@ def bin_seeds(points: torch.Tensor, bandwidth: float, max_seeds: int) -> torch.T
     return torch.from_numpy(means[order]).to(points.device)
 
 
+def _kernel(s: torch.Tensor, pts_t: torch.Tensor, pts_sq: torch.Tensor, inv: float) -> torch.Tensor:
+    """Gaussian kernel weights [S,P] of a block of seeds ``s`` against all points."""
+    # squared distances as |p|^2 - 2 s.p + |s|^2 in place: no [S,P] temporaries besides w
+    w = torch.addmm(pts_sq, s, pts_t, alpha=-2)
+    return w.add_((s * s).sum(1, keepdim=True)).clamp_(min=0).mul_(inv).exp_()
+
+
 def _gaussian_shift(seeds: torch.Tensor, pts: torch.Tensor, pts_t: torch.Tensor, pts_sq: torch.Tensor,
                     inv: float) -> torch.Tensor:
     """One mean-shift step of ``seeds`` [S,D] under a Gaussian kernel on ``pts`` [P,D]."""
     out = torch.empty_like(seeds)
     for lo in range(0, len(seeds), _CHUNK):
-        s = seeds[lo:lo + _CHUNK]
-        # squared distances as |p|^2 - 2 s.p + |s|^2 in place: no [S,P] temporaries besides w
-        w = torch.addmm(pts_sq, s, pts_t, alpha=-2)
-        w.add_((s * s).sum(1, keepdim=True)).clamp_(min=0).mul_(inv).exp_()
+        w = _kernel(seeds[lo:lo + _CHUNK], pts_t, pts_sq, inv)
         out[lo:lo + _CHUNK] = (w @ pts) / w.sum(1, keepdim=True).clamp(min=1e-30)
     return out
 
@@ -144,9 +148,7 @@ def mean_shift(
     # merge: densest first, dropping every seed within one bandwidth of a kept one
     density = torch.zeros(len(seeds), device=pts.device)
     for lo in range(0, len(seeds), _CHUNK):
-        s = seeds[lo:lo + _CHUNK]
-        w = torch.addmm(pts_sq, s, pts_t, alpha=-2)
-        density[lo:lo + _CHUNK] = w.add_((s * s).sum(1, keepdim=True)).clamp_(min=0).mul_(inv).exp_().sum(1)
+        density[lo:lo + _CHUNK] = _kernel(seeds[lo:lo + _CHUNK], pts_t, pts_sq, inv).sum(1)
     seeds = seeds[torch.argsort(density, descending=True, stable=True)]
     near = (torch.cdist(seeds, seeds) < bandwidth).cpu().numpy()
     keep = np.zeros(len(seeds), dtype=bool)

@@ -128,8 +128,9 @@ def peak_patches(entropy_map: np.ndarray, k: int | None = None, size: int = 4) -
         return []
     ys, xs = np.nonzero(peak)
     ids = lab[ys, xs]
-    cy = np.bincount(ids, weights=ys, minlength=n + 1)[ids] / np.bincount(ids, minlength=n + 1)[ids]
-    cx = np.bincount(ids, weights=xs, minlength=n + 1)[ids] / np.bincount(ids, minlength=n + 1)[ids]
+    members = np.bincount(ids, minlength=n + 1)[ids]  # patches in each point's plateau
+    cy = np.bincount(ids, weights=ys, minlength=n + 1)[ids] / members
+    cx = np.bincount(ids, weights=xs, minlength=n + 1)[ids] / members
     near = np.lexsort((xs, ys, (ys - cy) ** 2 + (xs - cx) ** 2, ids))  # per plateau: nearest the centre first
     _, first = np.unique(ids[near], return_index=True)
     ys, xs = ys[near[first]], xs[near[first]]

@@ -54,7 +54,7 @@ class TrainingWidget(QWidget):
         self.extra_edit.setPlaceholderText("optional BBBC010-style folders, ';'-separated")
         self.steps = QSpinBox(minimum=1, maximum=100000, value=300)
         self.batch = QSpinBox(minimum=1, maximum=64, value=4)
-        self.crop = QSpinBox(minimum=32, maximum=2048, singleStep=32, value=384)  # the bundled models were trained on 384-px crops
+        self.crop = QSpinBox(minimum=32, maximum=2048, singleStep=32, value=384)  # as the bundled model
         self.lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=1e-2, singleStep=1e-5, value=1e-4)
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
