@@ -67,8 +67,11 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     preset = dict(PRESETS[args.variant])
+    fields = set(TrainConfig.__dataclass_fields__)
     for kv in args.set:
-        key, value = kv.split("=", 1)
+        key, _, value = kv.partition("=")
+        if not value or key not in fields:
+            ap.error(f"--set {kv!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
         preset[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
     if args.steps:
         preset["steps"] = args.steps
