@@ -66,7 +66,7 @@ def main() -> None:
         make_pack(args.make_pack)
         return
     torch.set_num_threads(args.threads)
-    preset = dict(PRESETS[args.variant])
+    preset = {"split": "train", "checkpoint_every": 500, **PRESETS[args.variant]}
     fields = set(TrainConfig.__dataclass_fields__)
     for kv in args.set:
         key, _, value = kv.partition("=")
@@ -76,8 +76,7 @@ def main() -> None:
     if args.steps:
         preset["steps"] = args.steps
     out = args.out or f"runs/bbbc010-{args.variant}"
-    cfg = TrainConfig(out_dir=out, split="train", checkpoint_every=500, device=args.device,
-                      time_budget_s=args.time_budget, **preset)
+    cfg = TrainConfig(**{**preset, "out_dir": out, "device": args.device, "time_budget_s": args.time_budget})
     wells = load_pack(args.pack) if args.pack else None
     last = f"{out}/last.safetensors"
     t0 = time.time()

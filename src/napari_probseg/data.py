@@ -198,3 +198,33 @@ def random_warp_batch(
         wm = F.grid_sample(mk, grid, mode="nearest", padding_mode="zeros", align_corners=True)[0] > 0.5
         masks.append(wm[wm.flatten(1).any(1)])
     return torch.stack(images), masks
+
+
+def dihedral_batch(
+    wells: list[Well], batch: int, crop: int, gen: torch.Generator
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Sample ``batch`` crops at whole-pixel positions, turned by k x 90 degrees and maybe mirrored.
+
+    Why: ``random_warp_batch`` resamples every crop (bilinear image, nearest masks), so the
+    network trains on slightly blurred images while it is tested on exact pixels.  These
+    crops are exact pixels, for a final fine-tuning phase that sharpens instance borders.
+    A well smaller than ``crop`` is used whole (every crop then has that size: give wells
+    of one size).
+    """
+    images, masks = [], []
+    for _ in range(batch):
+        well = wells[int(torch.randint(len(wells), (1,), generator=gen))]
+        _, h, w = well.image.shape
+        ch, cw = min(crop, h), min(crop, w)
+        y0 = int(torch.randint(h - ch + 1, (1,), generator=gen))
+        x0 = int(torch.randint(w - cw + 1, (1,), generator=gen))
+        k = int(torch.randint(4, (1,), generator=gen))
+        mirror = bool(torch.randint(2, (1,), generator=gen))
+        img = torch.from_numpy(np.ascontiguousarray(well.image[:, y0:y0 + ch, x0:x0 + cw]))
+        mk = torch.from_numpy(np.ascontiguousarray(well.masks[:, y0:y0 + ch, x0:x0 + cw]))
+        if mirror:
+            img, mk = img.flip(-1), mk.flip(-1)
+        img, mk = torch.rot90(img, k, (-2, -1)).float(), torch.rot90(mk, k, (-2, -1)).bool()
+        images.append(img.contiguous())
+        masks.append(mk[mk.flatten(1).any(1)].contiguous())
+    return torch.stack(images), masks

@@ -18,12 +18,13 @@ import torch
 
 from .checkpoint import PostprocessConfig, read_checkpoint, save_checkpoint
 from .devices import cpu_supports_bf16, pick_device
-from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, load_well, random_warp_batch
+from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, dihedral_batch, load_well, random_warp_batch
 from .losses import total_loss
 from .model import ModelConfig, UNet
 from .wellbank import WellBank, same_size
 
-_CALIBRATE_AT = (50, 300, 1000)  # steps after which a time-budgeted run re-estimates its length
+_CALIBRATE_AT = (50, 300, 1000)
+AUGMENTATIONS = ("warp", "dihedral")  # steps after which a time-budgeted run re-estimates its length
 
 
 @dataclass
@@ -46,6 +47,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 500
     elastic: bool = True
+    augment: str = "warp"  # "warp": rotation/flip/scale/elastic; "dihedral": exact pixels (final phase)
     overlap_weight: float = 3.0  # CE weight of the rare overlap class
     ce_weight: float = 10.0  # weight of the 3-class CE against the embedding terms (1.0 never learnt foreground)
     init_dropout: float = 0.01  # starting Concrete Dropout rate of every layer (learnt from there)
@@ -99,6 +101,8 @@ def train(
     ``progress(step, loss_terms)`` is called every step; ``should_stop()`` ends the run
     early after saving a checkpoint, so stopping never loses work.
     """
+    if cfg.augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augment {cfg.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
     device = pick_device(cfg.device)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +177,11 @@ def train(
                 break
             for g in opt.param_groups:
                 g["lr"] = learning_rate(cfg, step)
-            if bank is not None:
+            if cfg.augment == "dihedral":
+                x, masks = dihedral_batch(wells, cfg.batch, cfg.crop, gen)
+                x = x.to(device)
+                masks = [m.to(device) for m in masks]
+            elif bank is not None:
                 x, masks = bank.sample(cfg.batch, cfg.crop, gen, cfg.elastic)
             else:
                 x, masks = random_warp_batch(wells, cfg.batch, cfg.crop, gen, cfg.elastic)
