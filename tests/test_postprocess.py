@@ -15,6 +15,7 @@ from napari_probseg.postprocess import (
     bin_seeds,
     clusters_to_instances,
     embeddings_to_instances,
+    instances_by_min_size,
     mean_shift,
     overlap_heuristic,
 )
@@ -210,3 +211,48 @@ def test_real_embeddings_same_instances_as_previous_mean_shift():
                                 post.min_size, tuple(fg.shape))
     assert len(old) >= 1 and len(new) == len(old)
     assert matched_ious(old, new).min() > 0.9
+
+
+def test_min_size_grid_equals_separate_runs():
+    """The grid search's one-pass filtering gives what clusters_to_instances gives per size."""
+    from napari_probseg.inference import forward_draws, prepare_input
+    from napari_probseg.models import load_model
+    from napari_probseg.sample_data import load_sample
+
+    lm = load_model("bbbc010-concrete")
+    emb, logits = next(forward_draws(lm.model, prepare_input(load_sample("C04"), lm.model), draws=1))
+    cls = logits.argmax(0)
+    fg = cls == FOREGROUND
+    pts = emb.permute(1, 2, 0)[fg]
+    labels = assign_clusters(pts, mean_shift(pts, 2.0), 3.0).numpy()
+    n, idx, ov = int(labels.max()) + 1, np.flatnonzero(fg.numpy()), (cls == OVERLAP).numpy()
+    sizes = (1, 300, 600, 900)
+    grid = instances_by_min_size(labels, idx, n, ov, sizes, tuple(fg.shape))
+    counts = [len(grid[m]) for m in sizes]
+    assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]  # the sizes do filter here
+    for m in sizes:
+        alone = clusters_to_instances(labels, idx, n, ov, m, tuple(fg.shape))
+        assert np.array_equal(grid[m], alone)
+        assert (alone.reshape(len(alone), -1).sum(1) >= m).all()
+
+
+def test_grid_search_picks_its_best_cell_on_two_real_wells(data_dir):
+    """One well per fold, a 1x2x2 grid: every cell scored, the choice is the table's best."""
+    from napari_probseg.models import load_model
+    from napari_probseg.tuning import grid_search
+
+    lm = load_model("bbbc010-concrete")
+    res = grid_search(lm.model, data_dir, min_sizes=(50, 600), bandwidths=(2.0,), thresholds=(2.5, 3.0),
+                      wells=["C03", "C04"])
+    assert set(res.table) == {"2,2.5,50", "2,2.5,600", "2,3,50", "2,3,600"}
+    for cell in res.table.values():
+        for s in cell.values():  # the objective is the mean of precision-avAP and DSB avAP
+            assert s["objective"] == pytest.approx((s["avAP"] + s["avAP_dsb"]) / 2) and s["avAP_dsb"] <= s["avAP"]
+    best = max(res.table.values(), key=lambda v: v[1]["objective"] + v[2]["objective"])
+    assert res.table[f"{res.bandwidth:g},{res.threshold:g},{res.min_size}"] == best
+    for fold, other in ((1, 2), (2, 1)):
+        chosen = res.table[",".join(f"{v:g}" for v in res.cv[fold]["chosen"])]
+        assert chosen[fold]["objective"] == max(v[fold]["objective"] for v in res.table.values())
+        assert res.cv[fold]["scored_on_other_fold"] == chosen[other]
+    with pytest.raises(ValueError, match="both folds"):
+        grid_search(lm.model, data_dir, wells=["C03"])

@@ -46,9 +46,11 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     if tune:
         from .tuning import grid_search
 
-        res = grid_search(lm.model, data_dir, post.min_size)
-        post = PostprocessConfig(**{**asdict(post), "bandwidth": res.bandwidth, "threshold": res.threshold})
-        tune_info = {"bandwidth": res.bandwidth, "threshold": res.threshold, "cv": res.cv, "table": res.table}
+        res = grid_search(lm.model, data_dir)
+        post = PostprocessConfig(**{**asdict(post), "bandwidth": res.bandwidth, "threshold": res.threshold,
+                                    "min_size": res.min_size})
+        tune_info = {"bandwidth": res.bandwidth, "threshold": res.threshold, "min_size": res.min_size,
+                     "cv": res.cv, "table": res.table}
     draws = draws or post.mc_draws
     thr = post.binarize if threshold is None else threshold
     ok, skipped = available_wells(data_dir, split)

@@ -243,18 +243,32 @@ def clusters_to_instances(labels: np.ndarray, fg_idx: np.ndarray, n_clusters: in
                           min_size: int, shape: tuple[int, int]) -> np.ndarray:
     """Cluster labels of the foreground pixels ``fg_idx`` -> instance masks with the overlap heuristic.
 
+    Clusters of fewer than ``min_size`` pixels, before or after the heuristic, are dropped.
     Shared by inference and the parameter search, which reuses cached embeddings.
     """
+    return instances_by_min_size(labels, fg_idx, n_clusters, overlap, (min_size,), shape)[min_size]
+
+
+def instances_by_min_size(labels: np.ndarray, fg_idx: np.ndarray, n_clusters: int, overlap: np.ndarray,
+                          min_sizes: tuple[int, ...], shape: tuple[int, int]) -> dict[int, np.ndarray]:
+    """``clusters_to_instances`` for several ``min_sizes`` at the cost of the smallest one.
+
+    The overlap heuristic treats each instance on its own, so a larger minimum size only
+    drops instances from the result of the smallest: the grid search tunes it for free.
+    """
     h, w = shape
-    masks = []
+    masks, sizes = [], []
     for k in range(n_clusters):
         sel = fg_idx[labels == k]
-        if sel.size < min_size:
+        if sel.size < min(min_sizes):
             continue
         m = np.zeros(h * w, dtype=bool)
         m[sel] = True
         masks.append(m.reshape(h, w))
+        sizes.append(sel.size)
     if not masks:
-        return np.zeros((0, h, w), dtype=bool)
+        return {m: np.zeros((0, h, w), dtype=bool) for m in min_sizes}
     out = overlap_heuristic(np.stack(masks), overlap)
-    return out[out.reshape(len(out), -1).sum(1) >= min_size]
+    final = out.reshape(len(out), -1).sum(1)
+    smaller = np.minimum(np.array(sizes), final)
+    return {m: out[smaller >= m] for m in min_sizes}
