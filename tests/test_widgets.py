@@ -76,6 +76,9 @@ def test_segment_bind_results_then_finetune(make_napari_viewer, qtbot, tiny_chec
     w.set_model(tiny_checkpoint)
     assert [c.currentText() for c in w.layer_combos] == ["C10 fluorescence", "C10 brightfield"]
     w.draws.setValue(2)
+    lm = load_model(tiny_checkpoint)
+    assert w.min_size.value() == lm.postprocess.min_size  # the model's value is the default
+    w.min_size.setValue(lm.postprocess.min_size + 1)
     worker = w.run()
     # switch and overwrite layers mid-run: the results must stay with the captured C10 data
     viewer.add_image(np.ones((64, 64), np.uint16), name="other")
@@ -89,7 +92,7 @@ def test_segment_bind_results_then_finetune(make_napari_viewer, qtbot, tiny_chec
     np.testing.assert_array_equal(sess.image, raw)
     assert labels.data.shape == (128, 160) and sess.channel_names == ["C10 fluorescence", "C10 brightfield"]
     prov = labels.metadata["probseg"]
-    lm = load_model(tiny_checkpoint)
+    assert prov["postprocess"]["min_size"] == lm.postprocess.min_size + 1  # the user's value was used
     assert prov["sha256"] == lm.sha256 and prov["draws"] == 2 and prov["seed"] == 0
     assert prov["threshold"] == pytest.approx(0.75) and prov["dropout_rates"] == pytest.approx(lm.model.dropout_rates())
     ent = viewer.layers["C10 entropy"]

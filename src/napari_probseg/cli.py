@@ -55,6 +55,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device)
     lm = load_model(args.model, device)
+    if args.min_size is not None:
+        if args.min_size < 1:
+            raise ValueError(f"--min-size must be at least 1 pixel, got {args.min_size}")
+        lm.postprocess.min_size = args.min_size
     for spec in args.inputs:
         image, stem = _read_input(spec, lm.model.cfg.in_channels)
         bar = tqdm(total=args.draws or lm.postprocess.mc_draws, desc=f"{stem}: MC draws", unit="draw")
@@ -116,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threshold", type=float, default=None, help="probability at which an instance pixel counts (default 0.75)")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--min-size", type=int, default=None,
+                    help="drop objects smaller than this many pixels (default: the model's; lower it for larvae)")
     pr.add_argument("--png", action="store_true", help="also write an overview picture")
     pr.set_defaults(func=cmd_predict)
 
@@ -145,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--draws", type=int, default=None)
     ev.add_argument("--threshold", type=float, default=None)
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ev.add_argument("--tune", action="store_true", help="grid-search mean-shift bandwidth/threshold by 2-fold CV first")
+    ev.add_argument("--tune", action="store_true", help="grid-search mean-shift bandwidth, threshold and minimum size by 2-fold CV first")
     ev.set_defaults(func=cmd_evaluate)
 
     from .batch import add_parser as add_batch_parser  # light import: dask/torch load only when run

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ class Job:
     draws: int
     threshold: float
     seed: int
+    min_size: int = 50  # pixels: smaller clusters are dropped
 
 
 class InferenceWidget(QWidget):
@@ -89,6 +90,10 @@ class InferenceWidget(QWidget):
         self.draws = QSpinBox(minimum=1, maximum=200, value=8)
         self.threshold = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=0.75)
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
+        self.min_size = QSpinBox(minimum=1, maximum=1_000_000, value=50, suffix=" px")
+        self.min_size.setToolTip("Objects smaller than this are dropped. Each model brings its own value "
+                                 "(the BBBC010 models: fragments smaller than a whole adult worm); lower it "
+                                 "for larvae or a lower magnification.")
         form.addRow("Model", self.model_combo)
         form.addRow("Checkpoint", row)
         form.addRow(self.model_info)
@@ -98,6 +103,7 @@ class InferenceWidget(QWidget):
         form.addRow("MC draws", self.draws)
         form.addRow("Threshold", self.threshold)
         form.addRow("Seed", self.seed)
+        form.addRow("Smallest object", self.min_size)
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
         self.cancel_button = QPushButton("Cancel")
@@ -170,6 +176,7 @@ class InferenceWidget(QWidget):
         self.model_info.setText(f"{lm.model.cfg.variant}, {n} channel(s), {rate_txt}, sha256 {lm.sha256[:12]}")
         self.draws.setValue(lm.postprocess.mc_draws)
         self.threshold.setValue(lm.postprocess.binarize)
+        self.min_size.setValue(lm.postprocess.min_size)
         self.layer_labels[0].setText("Fluorescence (w1)" if n == 2 else "Image")
         for w in (self.layer_labels[1], self.layer_combos[1]):
             w.setVisible(n == 2)
@@ -231,7 +238,8 @@ class InferenceWidget(QWidget):
         name = md.get("probseg_image_name") or layers[0].name
         src = md.get("probseg_source") or str(getattr(layers[0].source, "path", "") or "")
         geo = [{"name": l.name, "id": str(l.unique_id), "scale": tuple(l.scale), "translate": tuple(l.translate)} for l in layers]
-        return Job(self.model_spec(), image, name, src, geo, device, self.draws.value(), self.threshold.value(), self.seed.value())
+        return Job(self.model_spec(), image, name, src, geo, device, self.draws.value(), self.threshold.value(), self.seed.value(),
+                   self.min_size.value())
 
     # ---- run -----------------------------------------------------------------------
     def run(self) -> Any:
@@ -329,6 +337,7 @@ def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> Any:
     t0 = time.perf_counter()
     try:
         lm = load_model(job.model, job.device)
+        lm.postprocess = replace(lm.postprocess, min_size=job.min_size)
         pred = predict(lm.model, job.image, lm.postprocess, job.draws, job.threshold, job.device, job.seed,
                        progress=relay.progress.emit, should_stop=stop.is_set)
         meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": job.draws,
