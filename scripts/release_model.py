@@ -4,6 +4,7 @@ Tuning chooses the mean-shift bandwidth, the clustering threshold and the minimu
 instance size (``napari_probseg.tuning``).
 
     python scripts/release_model.py concrete [--from RUN.safetensors]   # export + 2-fold CV tuning
+    python scripts/release_model.py concrete --retune                   # tuning only, weights kept
     probseg evaluate --model bbbc010-concrete --out eval/bbbc010-concrete
     python scripts/release_model.py concrete --card eval/bbbc010-concrete/metrics.json \
         [--history docs/training-bbbc010-concrete.md]
@@ -25,9 +26,11 @@ from napari_probseg.train import export_weights
 from napari_probseg.tuning import grid_search
 
 
-def release(variant: str, source: Path | None = None) -> Path:
+def release(variant: str, source: Path | None = None, retune: bool = False) -> Path:
+    """Export ``source`` as the bundled model and tune it; ``retune``: keep the shipped weights."""
     dest = MODEL_DIR / f"bbbc010-{variant}.safetensors"
-    export_weights(source or Path(f"runs/bbbc010-{variant}/last.safetensors"), dest)
+    if not retune:
+        export_weights(source or Path(f"runs/bbbc010-{variant}/last.safetensors"), dest)
     lm = load_checkpoint(dest)
     res = grid_search(lm.model, default_data_dir(), progress=lambda s: print(s, flush=True))
     post = PostprocessConfig(**{**asdict(lm.postprocess), "bandwidth": res.bandwidth, "threshold": res.threshold,
@@ -61,7 +64,10 @@ def card(variant: str, metrics_path: Path, history: Path | None = None) -> Path:
         f"- Architecture: 5-level U-Net, 19 base filters, {lm.model.cfg.in_channels} input channels (w1 fluorescence, "
         f"w2 brightfield), 16-d embedding + 3 classes, variant `{lm.model.cfg.variant}`.",
         f"- Data: BBBC010 train split only ({len(meta['wells'])} wells: {meta['wells'][0]}..{meta['wells'][-1]}), "
-        f"percentile normalisation, random {tc['crop']}x{tc['crop']} crops with rotation/flip/scale/elastic augmentation.",
+        f"percentile normalisation, random {tc['crop']}x{tc['crop']} crops with "
+        + ("rotation/flip/scale/elastic augmentation." if tc.get("augment", "warp") == "warp" else
+           "whole-pixel positions, k x 90 degree turns and mirroring in the last phase (earlier phases: "
+           "rotation/flip/scale/elastic augmentation)."),
         f"- Training: {meta['step']} steps, batch {tc['batch']}, Adam lr {tc['lr']} (warm-up {tc['warmup']}, cosine to "
         f"{tc['min_lr_ratio']}x), CE weight {tc['ce_weight']}, overlap class weight {tc['overlap_weight']}, "
         f"initial dropout {tc['init_dropout']}, seed {tc['seed']} (last training phase; the history below lists "
@@ -103,7 +109,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("variant", choices=["concrete", "baseline"])
     ap.add_argument("--from", dest="source", type=Path, help="checkpoint to ship (default runs/bbbc010-<variant>/last)")
+    ap.add_argument("--retune", action="store_true", help="re-tune the shipped file's post-processing only")
     ap.add_argument("--card", type=Path, help="metrics.json of an evaluation: write the model card only")
     ap.add_argument("--history", type=Path, help="markdown with the training history, copied into the card")
     a = ap.parse_args()
-    print(card(a.variant, a.card, a.history) if a.card else release(a.variant, a.source))
+    print(card(a.variant, a.card, a.history) if a.card else release(a.variant, a.source, a.retune))

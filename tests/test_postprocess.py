@@ -192,23 +192,28 @@ def matched_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_real_embeddings_same_instances_as_previous_mean_shift():
-    """Bundled model on the bundled C04 well (mean network) at its stored bandwidth/threshold."""
+    """Bundled model on the bundled C04 well (mean network), bandwidth 2.5 / threshold 3.0.
+
+    Fixed values, not the model's: below a bandwidth of ~2.5 the previous version's clusters
+    depend on its random seeds (some never converge in 30 steps), so it is no reference there
+    (docs/benchmarks.md).
+    """
     from napari_probseg.inference import forward_draws, prepare_input
     from napari_probseg.models import load_model
     from napari_probseg.sample_data import load_sample
 
     lm = load_model("bbbc010-concrete")
-    post = lm.postprocess
+    bw, thr, min_size = 2.5, 3.0, 50
     emb, logits = next(forward_draws(lm.model, prepare_input(load_sample("C04"), lm.model), draws=1))
-    new = embeddings_to_instances(emb, logits, post.bandwidth, post.threshold, post.min_size)
+    new = embeddings_to_instances(emb, logits, bw, thr, min_size)
 
     cls = logits.argmax(0)
     fg = cls == FOREGROUND
     pts = emb.permute(1, 2, 0)[fg]
-    centres = _previous_mean_shift(pts, post.bandwidth)
-    labels = assign_clusters(pts, centres, post.threshold).numpy()
+    centres = _previous_mean_shift(pts, bw)
+    labels = assign_clusters(pts, centres, thr).numpy()
     old = clusters_to_instances(labels, np.flatnonzero(fg.numpy()), len(centres), (cls == OVERLAP).numpy(),
-                                post.min_size, tuple(fg.shape))
+                                min_size, tuple(fg.shape))
     assert len(old) >= 1 and len(new) == len(old)
     assert matched_ious(old, new).min() > 0.9
 

@@ -123,7 +123,7 @@ def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessCo
     lines = [
         "# BBBC010 evaluation", "",
         f"Model `{m['model']}` (sha256 `{m['model_sha256'][:12]}`), {m['mc_draws']} MC draws, binarised at "
-        f"{m['binarize_threshold']}, mean-shift bandwidth {post.bandwidth}, threshold {post.threshold}.",
+        f"{m['binarize_threshold']}, mean-shift bandwidth {post.bandwidth}, threshold {post.threshold}, minimum size {post.min_size} px.",
         f"Computed on {len(m['wells'])} wells: {', '.join(m['wells'])}.",
         f"Skipped (missing channel): {', '.join(m['skipped_wells']) or 'none'}. Published figures are on 50 wells.", "",
         "## Table 1 (BBBC010 protocol: per-well precision TP/(TP+FP) averaged over IoU 0.5:0.95 and wells)", "",
