@@ -42,10 +42,9 @@ def release(variant: str, source: Path | None = None, retune: bool = False) -> P
     return dest
 
 
-def _fold_text(s: dict | float) -> str:
-    if isinstance(s, dict):  # the objective is the mean of avAP and DSB avAP (napari_probseg.tuning)
-        return f"avAP {s['avAP']:.3f}, DSB avAP {s['avAP_dsb']:.3f} (objective {s['objective']:.3f})"
-    return f"avAP {s:.3f}"
+def _fold_text(s: dict) -> str:
+    """One fold's scores; the objective is the mean of avAP and DSB avAP (napari_probseg.tuning)."""
+    return f"avAP {s['avAP']:.3f}, DSB avAP {s['avAP_dsb']:.3f} (objective {s['objective']:.3f})"
 
 
 def card(variant: str, metrics_path: Path, history: Path | None = None) -> Path:

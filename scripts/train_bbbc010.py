@@ -76,7 +76,10 @@ def main() -> None:
     if args.steps:
         preset["steps"] = args.steps
     out = args.out or f"runs/bbbc010-{args.variant}"
-    cfg = TrainConfig(**{**preset, "out_dir": out, "device": args.device, "time_budget_s": args.time_budget})
+    try:
+        cfg = TrainConfig(**{**preset, "out_dir": out, "device": args.device, "time_budget_s": args.time_budget})
+    except ValueError as exc:  # a bad --set value
+        ap.error(str(exc))
     wells = load_pack(args.pack) if args.pack else None
     last = f"{out}/last.safetensors"
     t0 = time.time()

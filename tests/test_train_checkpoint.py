@@ -41,6 +41,17 @@ def test_resume_continues_identically(tmp_path):
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
 
 
+def test_dihedral_phase_trains_and_records_it(tmp_path):
+    c = cfg(tmp_path, 3)
+    c.augment = "dihedral"
+    seen = []
+    header, _ = read_checkpoint(train(c, wells=toy_wells(), progress=lambda s, t: seen.append(t["total"])))
+    assert header["meta"]["step"] == 3 and header["meta"]["train_config"]["augment"] == "dihedral"
+    assert len(seen) == 3 and all(np.isfinite(seen))
+    with pytest.raises(ValueError, match="unknown augment 'rotate': choose one of warp, dihedral"):
+        TrainConfig(augment="rotate")
+
+
 def test_stop_saves_checkpoint_and_reports_progress(tmp_path):
     seen = []
     path = tiny_train(tmp_path, 50, progress=lambda s, t: seen.append((s, t["total"])), should_stop=lambda: len(seen) >= 3)

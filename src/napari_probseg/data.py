@@ -224,7 +224,7 @@ def dihedral_batch(
         mk = torch.from_numpy(np.ascontiguousarray(well.masks[:, y0:y0 + ch, x0:x0 + cw]))
         if mirror:
             img, mk = img.flip(-1), mk.flip(-1)
-        img, mk = torch.rot90(img, k, (-2, -1)).float(), torch.rot90(mk, k, (-2, -1)).bool()
+        img, mk = torch.rot90(img, k, (-2, -1)), torch.rot90(mk, k, (-2, -1))
         images.append(img.contiguous())
         masks.append(mk[mk.flatten(1).any(1)].contiguous())
     return torch.stack(images), masks

@@ -257,10 +257,11 @@ def instances_by_min_size(labels: np.ndarray, fg_idx: np.ndarray, n_clusters: in
     drops instances from the result of the smallest: the grid search tunes it for free.
     """
     h, w = shape
+    smallest = min(min_sizes)
     masks, sizes = [], []
     for k in range(n_clusters):
         sel = fg_idx[labels == k]
-        if sel.size < min(min_sizes):
+        if sel.size < smallest:
             continue
         m = np.zeros(h * w, dtype=bool)
         m[sel] = True

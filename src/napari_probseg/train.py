@@ -23,8 +23,8 @@ from .losses import total_loss
 from .model import ModelConfig, UNet
 from .wellbank import WellBank, same_size
 
-_CALIBRATE_AT = (50, 300, 1000)
-AUGMENTATIONS = ("warp", "dihedral")  # steps after which a time-budgeted run re-estimates its length
+_CALIBRATE_AT = (50, 300, 1000)  # steps after which a time-budgeted run re-estimates its length
+AUGMENTATIONS = ("warp", "dihedral")
 
 
 @dataclass
@@ -55,6 +55,10 @@ class TrainConfig:
     fast_cpu: bool = True  # channels_last + bf16 autocast where the CPU supports bf16
     use_bank: bool | None = None  # whole data set on the device, batched augmentation (None: on a GPU)
     time_budget_s: float = 0.0  # >0: choose `steps` from the measured step time to end in this time
+
+    def __post_init__(self) -> None:
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"unknown augment {self.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -101,8 +105,6 @@ def train(
     ``progress(step, loss_terms)`` is called every step; ``should_stop()`` ends the run
     early after saving a checkpoint, so stopping never loses work.
     """
-    if cfg.augment not in AUGMENTATIONS:
-        raise ValueError(f"unknown augment {cfg.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
     device = pick_device(cfg.device)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +138,8 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     use_bank = cfg.use_bank if cfg.use_bank is not None else device.type == "cuda"
-    bank = WellBank(wells, device) if use_bank and same_size(wells) else None  # else per-crop sampling
+    # else per-crop sampling; exact-pixel crops need no warping, so no bank either
+    bank = WellBank(wells, device) if use_bank and cfg.augment == "warp" and same_size(wells) else None
     use_bf16 = cfg.fast_cpu and device.type == "cpu" and cpu_supports_bf16()
     if cfg.fast_cpu or device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -177,14 +180,13 @@ def train(
                 break
             for g in opt.param_groups:
                 g["lr"] = learning_rate(cfg, step)
-            if cfg.augment == "dihedral":
-                x, masks = dihedral_batch(wells, cfg.batch, cfg.crop, gen)
-                x = x.to(device)
-                masks = [m.to(device) for m in masks]
-            elif bank is not None:
+            if bank is not None:
                 x, masks = bank.sample(cfg.batch, cfg.crop, gen, cfg.elastic)
             else:
-                x, masks = random_warp_batch(wells, cfg.batch, cfg.crop, gen, cfg.elastic)
+                if cfg.augment == "dihedral":
+                    x, masks = dihedral_batch(wells, cfg.batch, cfg.crop, gen)
+                else:
+                    x, masks = random_warp_batch(wells, cfg.batch, cfg.crop, gen, cfg.elastic)
                 x = x.to(device)
                 masks = [m.to(device) for m in masks]
             if cfg.fast_cpu or device.type == "cuda":

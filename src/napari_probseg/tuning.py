@@ -57,7 +57,8 @@ def instances_from_cache(pts: torch.Tensor, centres: torch.Tensor, fg_idx: np.nd
 def grid_search(model: UNet, data_dir: Path, min_sizes=MIN_SIZES, bandwidths=BANDWIDTHS, thresholds=THRESHOLDS,
                 progress: Callable[[str], None] | None = None, wells: list[str] | None = None) -> TuneResult:
     """Best (bandwidth, threshold, min size) on the test folds; ``wells`` limits the wells used."""
-    usable = set(available_wells(data_dir, "test")[0]) & set(wells or available_wells(data_dir, "test")[0])
+    test_wells = available_wells(data_dir, "test")[0]
+    usable = set(test_wells) & set(wells or test_wells)
     folds = {f: [w for w in read_split(data_dir, f"test_fold{f}") if w in usable] for f in (1, 2)}
     if not folds[1] or not folds[2]:
         raise ValueError(f"the grid search needs test wells in both folds; got {folds}")
