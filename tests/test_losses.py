@@ -78,6 +78,19 @@ def test_total_loss_batch_with_empty_image():
     assert math.isclose(float(terms.concrete), 0.5)
 
 
+def test_total_loss_batch_without_any_instance():
+    # small crops of sparse wells (or of a user's few corrected worms) can all miss every worm
+    emb = torch.rand(2, 2, 4, 4, requires_grad=True)
+    logits = torch.rand(2, 3, 4, 4, requires_grad=True)
+    empty = torch.zeros(0, 4, 4, dtype=torch.bool)
+    terms = total_loss(emb, logits, [empty, empty], torch.tensor(0.0))
+    terms.total.backward()
+    assert float(terms.var) == float(terms.dist) == float(terms.reg) == 0.0
+    assert float(terms.ce) > 0 and logits.grad is not None
+    padded = total_loss(emb, logits, torch.zeros(2, 0, 4, 4, dtype=torch.bool), torch.tensor(0.0))
+    assert math.isclose(float(padded.total), float(terms.total), rel_tol=1e-6)
+
+
 def test_ce_weight_scales_only_the_cross_entropy():
     emb, logits = torch.rand(1, 2, 4, 4), torch.rand(1, 3, 4, 4)
     a = total_loss(emb, logits, [two_masks()], torch.tensor(0.0))

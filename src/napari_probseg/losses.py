@@ -85,6 +85,8 @@ def discriminative_loss_batched(
     instance).  Equal to averaging ``discriminative_loss`` over the images.
     """
     b, d = embedding.shape[:2]
+    if masks.shape[1] == 0:  # no worm in any crop: one empty slot keeps the shapes (and the graph) valid
+        masks = masks.new_zeros((b, 1, *masks.shape[2:]))
     n = masks.shape[1]
     e = embedding.reshape(b, d, -1).float()  # [B,D,P]
     m = masks.reshape(b, n, -1).float()  # [B,N,P]
@@ -124,8 +126,8 @@ def total_loss(
     per instance, so per foreground pixel the discriminative gradient is ~30x larger and
     the classes were not learnt in 4000 steps at weight 1 (docs/model-card); 10 fixes it.
     """
-    if not isinstance(masks, torch.Tensor):  # per-image stacks of different lengths: zero-pad
-        padded = embedding.new_zeros((len(masks), max((m.shape[0] for m in masks), default=0), *embedding.shape[-2:]),
+    if not isinstance(masks, torch.Tensor):  # per-image stacks of different lengths: zero-pad (>= 1 slot)
+        padded = embedding.new_zeros((len(masks), max([1, *(m.shape[0] for m in masks)]), *embedding.shape[-2:]),
                                      dtype=torch.bool)
         for b, mk in enumerate(masks):
             padded[b, : mk.shape[0]] = mk
