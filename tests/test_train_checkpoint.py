@@ -52,6 +52,19 @@ def test_dihedral_phase_trains_and_records_it(tmp_path):
         TrainConfig(augment="rotate")
 
 
+def test_fine_tuning_on_sparse_labels_survives_crops_without_worms(tmp_path):
+    # a user who corrected one small worm: most 24-px crops of this image hold no worm at all
+    img = np.random.default_rng(1).random((2, 96, 96)).astype(np.float32)
+    masks = np.zeros((1, 96, 96), bool)
+    masks[0, 80:90, 80:94] = True
+    c = cfg(tmp_path, 6)
+    c.crop, c.augment = 24, "dihedral"
+    seen = []
+    train(c, wells=[Well("sparse", img, masks)], progress=lambda s, t: seen.append(t))
+    assert len(seen) == 6 and all(np.isfinite(t["total"]) for t in seen)
+    assert any(t["var"] == 0.0 and t["reg"] == 0.0 for t in seen)  # a batch without any worm was trained on
+
+
 def test_stop_saves_checkpoint_and_reports_progress(tmp_path):
     seen = []
     path = tiny_train(tmp_path, 50, progress=lambda s, t: seen.append((s, t["total"])), should_stop=lambda: len(seen) >= 3)
