@@ -27,7 +27,7 @@ CUTS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
 def matched_pixel_errors(pred: np.ndarray, gt: np.ndarray, min_iou: float = 0.5) -> np.ndarray:
     """Per matched pair (Hungarian on IoU, IoU >= min_iou): missed, added, missed on ring, added on ring."""
     iou = iou_matrix(pred, gt)
-    rows, cols = linear_sum_assignment(-iou) if iou.size else ((), ())
+    rows, cols = linear_sum_assignment(-iou)
     out = []
     for i, j in zip(rows, cols):
         if iou[i, j] < min_iou:

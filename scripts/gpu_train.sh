@@ -13,9 +13,9 @@
 # Smoke test on the CPU (small crops; each phase runs >= 50 steps before it calibrates):
 #   DEVICE=cpu EXTRA="crop=128 batch=2" OUT=/tmp/smoke bash scripts/gpu_train.sh 20
 set -euo pipefail
-mkdir -p "${OUT:-gpu-out}"
 budget=${1:?usage: gpu_train.sh SECONDS}
 out=${OUT:-gpu-out}
+mkdir -p "$out"
 device=${DEVICE:-cuda}
 pack=${PACK:-.pack/bbbc010-train.npz}
 init=${INIT:-src/napari_probseg/models/bbbc010-concrete.safetensors}

@@ -126,8 +126,8 @@ def total_loss(
     per instance, so per foreground pixel the discriminative gradient is ~30x larger and
     the classes were not learnt in 4000 steps at weight 1 (docs/model-card); 10 fixes it.
     """
-    if not isinstance(masks, torch.Tensor):  # per-image stacks of different lengths: zero-pad (>= 1 slot)
-        padded = embedding.new_zeros((len(masks), max([1, *(m.shape[0] for m in masks)]), *embedding.shape[-2:]),
+    if not isinstance(masks, torch.Tensor):  # per-image stacks of different lengths: zero-pad
+        padded = embedding.new_zeros((len(masks), max((m.shape[0] for m in masks), default=0), *embedding.shape[-2:]),
                                      dtype=torch.bool)
         for b, mk in enumerate(masks):
             padded[b, : mk.shape[0]] = mk
