@@ -16,7 +16,8 @@ import time
 import numpy as np
 import torch
 
-from napari_probseg.data import Well, available_wells, default_data_dir, load_image, load_masks, make_well, pad_masks
+from napari_probseg.data import (Well, available_wells, default_data_dir, load_image, load_masks, load_well, make_well,
+                                 pad_masks)
 from napari_probseg.train import TrainConfig, export_weights, train
 
 _COMMON = dict(warmup=200, lr=1e-3, overlap_weight=3.0, ce_weight=10.0, seed=0, batch=4, crop=256)
@@ -30,6 +31,11 @@ PRESETS = {
     # (docs/training-bbbc010-concrete.md), fixed here so the schedule is reproducible.
     "concrete-gpu": dict(_COMMON, variant="concrete", steps=3569, warmup=500, batch=8, crop=384, init_dropout=0.01),
     "baseline-gpu": dict(_COMMON, variant="baseline", steps=4767, warmup=500, batch=16),
+    # v4 campaign (issue 14): from the v3.2 weights with the paper's regulariser scale (N = 1, see
+    # model.ModelConfig) and the rates restarted at Gal's 0.1 in their own optimiser group; run with
+    # --init <v3.2 weights> --holdout <wells> (docs/training-bbbc010-concrete.md, "v4 campaign").
+    "concrete-v4": dict(_COMMON, variant="concrete", steps=3000, warmup=100, batch=4, crop=384, lr=5e-4,
+                        init_dropout=0.1, reset_dropout=True, dropout_lr=1e-2, concrete_n=1),
 }
 
 
@@ -61,6 +67,8 @@ def main() -> None:
     ap.add_argument("--init", help="start from these weights with a fresh schedule (fine-tuning phase)")
     ap.add_argument("--export-to", help="also write shippable weights here at every checkpoint")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override preset fields")
+    ap.add_argument("--holdout", default="", metavar="W1,W2",
+                    help="train wells left out of training, to choose checkpoints on (scripts/validate_checkpoints.py)")
     args = ap.parse_args()
     if args.make_pack:
         make_pack(args.make_pack)
@@ -80,7 +88,13 @@ def main() -> None:
         cfg = TrainConfig(**{**preset, "out_dir": out, "device": args.device, "time_budget_s": args.time_budget})
     except ValueError as exc:  # a bad --set value
         ap.error(str(exc))
-    wells = load_pack(args.pack) if args.pack else None
+    holdout = {w for w in args.holdout.split(",") if w}
+    wells = load_pack(args.pack) if args.pack else [load_well(default_data_dir(), w) for w in
+                                                      available_wells(default_data_dir(), "train")[0]]
+    unknown = holdout - {w.name for w in wells}
+    if unknown:
+        ap.error(f"--holdout: {sorted(unknown)} are not train wells")
+    wells = [w for w in wells if w.name not in holdout]
     last = f"{out}/last.safetensors"
     t0 = time.time()
 

@@ -33,7 +33,12 @@ class ModelConfig:
     init_dropout: float = 0.1
     iota2: float = 1e-6  # prior length-scale^2 (= weight decay of the baseline)
     zeta: float = 1e-3  # dropout-rate entropy weight
-    n_train_samples: int = 50  # N of eq. (4)
+    # N of eq. (4). The paper's iota^2 = 1e-6 and zeta = 1e-3 are the final coefficients, as passed to
+    # Gal's Concrete Dropout wrapper (whose weight_regularizer defaults to 1e-6 = the baseline's weight
+    # decay): the 1/N is already folded into them, so N = 1. Models before v4 stored the number of
+    # training wells (50), which made the entropy reward 50x weaker and kept every rate below 0.01
+    # (docs/training-bbbc010-concrete.md, "Dropout rates").
+    n_train_samples: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,6 +159,16 @@ class UNet(nn.Module):
         return out[:, :e], out[:, e:]
 
     # ---- Concrete Dropout helpers -------------------------------------------------
+    def dropout_logits(self) -> list[nn.Parameter]:
+        """The Concrete Dropout rate parameters: trained in their own optimiser group (train.py)."""
+        return [m.drop.p_logit for _, m in self.dropout_layers()]
+
+    def set_dropout_rate(self, p: float) -> None:
+        """Restart every layer's rate at ``p`` (a fine-tuning phase that re-learns the rates)."""
+        with torch.no_grad():
+            for logit in self.dropout_logits():
+                logit.fill_(math.log(p) - math.log(1 - p))
+
     def dropout_layers(self) -> list[tuple[str, DropConv]]:
         return [(n, m) for n, m in self.named_modules() if isinstance(m, DropConv) and m.drop is not None]
 
@@ -167,21 +182,27 @@ class UNet(nn.Module):
             m.drop.mc = enabled
 
     def regularizer(self) -> torch.Tensor:
-        """Eq. (4): Concrete Dropout regulariser (baseline: plain L2 weight decay).
-
-        With inverted dropout the stored weights are the pre-dropout M scaled by (1-p),
-        so iota^2 (1-p)/2 ||M||^2 becomes iota^2/2 ||W||^2 / (1-p) as in Gal's code.
-        """
+        """Eq. (4) summed over the layers (baseline: plain L2 weight decay); see ``layer_penalty``."""
         c = self.cfg
         reg = torch.zeros((), device=self.head.conv.weight.device)
         for m in self.modules():
-            if not isinstance(m, DropConv):
-                continue
-            sq = m.conv.weight.pow(2).sum()
-            if m.drop is None:
-                reg = reg + c.iota2 / 2 * sq
-                continue
-            p = m.drop.p
-            entropy = -p * torch.log(p) - (1 - p) * torch.log(1 - p)
-            reg = reg + c.iota2 / 2 * sq / (1 - p) - c.zeta * m.drop.channels * entropy
+            if isinstance(m, DropConv):
+                reg = reg + layer_penalty(m, c.iota2, c.zeta)
         return reg / c.n_train_samples
+
+
+def layer_penalty(layer: DropConv, iota2: float, zeta: float) -> torch.Tensor:
+    """One layer's term of eq. (4), before the 1/N.
+
+    With inverted dropout the stored weights are the pre-dropout M scaled by (1-p),
+    so iota^2 (1-p)/2 ||M||^2 becomes iota^2/2 ||W||^2 / (1-p) as in Gal's code.
+    F_l is the layer's input channel count K (spatial dropout drops whole channels, as
+    Gal's SpatialConcreteDropout), which is what gives wide deep layers high rates and the
+    2-channel input layer a rate near zero.  A layer without dropout pays weight decay only.
+    """
+    sq = layer.conv.weight.pow(2).sum()
+    if layer.drop is None:
+        return iota2 / 2 * sq
+    p = layer.drop.p
+    entropy = -p * torch.log(p) - (1 - p) * torch.log(1 - p)
+    return iota2 / 2 * sq / (1 - p) - zeta * layer.drop.channels * entropy

@@ -25,6 +25,7 @@ from .wellbank import WellBank, same_size
 
 _CALIBRATE_AT = (50, 300, 1000)  # steps after which a time-budgeted run re-estimates its length
 AUGMENTATIONS = ("warp", "dihedral")
+RATES_EVERY = 25  # steps between rows of dropout_rates.csv (the model card's rate plot)
 
 
 @dataclass
@@ -50,7 +51,12 @@ class TrainConfig:
     augment: str = "warp"  # "warp": rotation/flip/scale/elastic; "dihedral": exact pixels (final phase)
     overlap_weight: float = 3.0  # CE weight of the rare overlap class
     ce_weight: float = 10.0  # weight of the 3-class CE against the embedding terms (1.0 never learnt foreground)
-    init_dropout: float = 0.01  # starting Concrete Dropout rate of every layer (learnt from there)
+    init_dropout: float = 0.1  # starting Concrete Dropout rate of every layer (Gal's reference code: 0.1)
+    # Adam moves a parameter by about one learning rate per step: at 1e-4 a dropout logit moves ~0.5 in
+    # 5,000 steps, while 0.01 -> 0.5 needs ~4.6. The rates get their own, larger learning rate.
+    dropout_lr: float = 1e-2
+    concrete_n: int = 1  # N of eq. (4) for this run (model.ModelConfig.n_train_samples says why 1)
+    reset_dropout: bool = False  # with init_from: restart every rate at init_dropout
     clip_grad: float = 5.0  # the distance hinge gives occasional large gradients
     fast_cpu: bool = True  # channels_last + bf16 autocast where the CPU supports bf16
     use_bank: bool | None = None  # whole data set on the device, batched augmentation (None: on a GPU)
@@ -66,6 +72,30 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     t = min((step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1), 1.0)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _open_log(path: Path, start: int, header: list[str]):
+    """A CSV log that a resumed run continues: rows written after the last checkpoint are dropped."""
+    new = not path.exists() or start == 0
+    if not new:
+        rows = path.read_text().splitlines()
+        kept = [r for r in rows[1:] if r.split(",")[0].isdigit() and int(r.split(",")[0]) <= start]
+        path.write_text("\n".join(rows[:1] + kept) + "\n")
+    f = open(path, "w" if new else "a", newline="")
+    writer = csv.writer(f)
+    if new:
+        writer.writerow(header)
+    return f, writer
+
+
+def _param_groups(model: UNet, cfg: TrainConfig) -> list[dict]:
+    """Weights at the schedule's rate; Concrete Dropout logits at ``dropout_lr`` on the same schedule."""
+    logits = model.dropout_logits()
+    ids = {id(p) for p in logits}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr_scale": 1.0}]
+    if logits:
+        groups.append({"params": logits, "lr_scale": cfg.dropout_lr / cfg.lr})
+    return groups
 
 
 def _optim_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -119,7 +149,7 @@ def train(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     mcfg = ModelConfig(variant=cfg.variant, in_channels=len(channels), base_filters=cfg.base_filters,
-                       levels=cfg.levels, init_dropout=cfg.init_dropout, n_train_samples=len(wells))
+                       levels=cfg.levels, init_dropout=cfg.init_dropout, n_train_samples=cfg.concrete_n)
     model = UNet(mcfg)
     post = PostprocessConfig()
     start = 0
@@ -129,6 +159,10 @@ def train(
         model = UNet(ModelConfig.from_dict(header["model"]))
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         post = PostprocessConfig.from_dict(header.get("postprocess", {}))
+        if not resume:  # a new phase from shipped weights: this run's regulariser scale and rates
+            model.cfg.n_train_samples = cfg.concrete_n
+            if cfg.reset_dropout:
+                model.set_dropout_rate(cfg.init_dropout)
         if resume:
             start = int(header["meta"]["step"])
             resume_tensors = tensors
@@ -143,20 +177,14 @@ def train(
     use_bf16 = cfg.fast_cpu and device.type == "cpu" and cpu_supports_bf16()
     if cfg.fast_cpu or device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
+    opt = torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr, fused=device.type == "cuda")
     if resume_tensors:
         _load_optim(opt, resume_tensors)
     weights = torch.tensor([1.0, 1.0, cfg.overlap_weight], device=device)
-    log_path = out / "log.csv"
-    log_new = not log_path.exists() or start == 0
-    if not log_new:  # drop rows an interrupted run wrote after its last checkpoint
-        rows = log_path.read_text().splitlines()
-        kept = [r for r in rows[1:] if r.split(",")[0].isdigit() and int(r.split(",")[0]) <= start]
-        log_path.write_text("\n".join(rows[:1] + kept) + "\n")
-    log_file = open(log_path, "w" if log_new else "a", newline="")
-    writer = csv.writer(log_file)
-    if log_new:
-        writer.writerow(["step", "total", "var", "dist", "reg", "ce", "concrete", "lr", "seconds"])
+    log_file, writer = _open_log(out / "log.csv", start,
+                                 ["step", "total", "var", "dist", "reg", "ce", "concrete", "lr", "seconds"])
+    layer_names = list(model.dropout_rates())
+    rates_file, rates_writer = _open_log(out / "dropout_rates.csv", start, ["step", *layer_names])
 
     def checkpoint(step: int, name: str) -> Path:
         meta = {
@@ -179,7 +207,7 @@ def train(
             if should_stop is not None and should_stop():
                 break
             for g in opt.param_groups:
-                g["lr"] = learning_rate(cfg, step)
+                g["lr"] = learning_rate(cfg, step) * g["lr_scale"]
             if bank is not None:
                 x, masks = bank.sample(cfg.batch, cfg.crop, gen, cfg.elastic)
             else:
@@ -210,11 +238,15 @@ def train(
                              f"{learning_rate(cfg, step - 1):.3g}", f"{time.perf_counter() - t0:.1f}"])
             if progress is not None:
                 progress(step, vals)
+            if layer_names and (step % RATES_EVERY == 0 or step == start + 1):
+                rates_writer.writerow([step, *(f"{r:.5f}" for r in model.dropout_rates().values())])
             if step % cfg.checkpoint_every == 0:
                 log_file.flush()
+                rates_file.flush()
                 checkpoint(step, "last.safetensors")
     finally:
         log_file.close()
+        rates_file.close()
     path = checkpoint(step, "last.safetensors")
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     return path
