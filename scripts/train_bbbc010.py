@@ -33,9 +33,10 @@ PRESETS = {
     "baseline-gpu": dict(_COMMON, variant="baseline", steps=4767, warmup=500, batch=16),
     # v4 campaign (issue 14): from the v3.2 weights with the paper's regulariser scale (N = 1, see
     # model.ModelConfig) and the rates restarted at Gal's 0.1 in their own optimiser group; run with
-    # --init <v3.2 weights> --holdout <wells> (docs/training-bbbc010-concrete.md, "v4 campaign").
+    # --init <v3.2 weights> --holdout <wells>; a quarter of the crops lose their fluorescence channel (docs/training-bbbc010-concrete.md, "v4 campaign").
     "concrete-v4": dict(_COMMON, variant="concrete", steps=3000, warmup=100, batch=4, crop=384, lr=5e-4,
-                        init_dropout=0.1, reset_dropout=True, dropout_lr=1e-2, concrete_n=1),
+                        init_dropout=0.1, reset_dropout=True, dropout_lr=1e-2, concrete_n=1,
+                        drop_fluorescence=0.25),  # and brightfield alone (issue 19) in the same CPU hours
 }
 
 

@@ -79,3 +79,14 @@ def test_dropout_logits_get_their_own_learning_rate():
     assert len(groups[0]["params"]) + len(groups[1]["params"]) == n_params
     baseline = UNet(ModelConfig(variant="baseline", base_filters=4, levels=3))
     assert len(_param_groups(baseline, TrainConfig())) == 1
+
+
+def test_blank_fluorescence_blanks_channel_zero_of_about_the_share():
+    from napari_probseg.train import blank_fluorescence
+
+    x = torch.rand(400, 2, 4, 4) + 0.5
+    out = blank_fluorescence(x, 0.25, torch.Generator().manual_seed(0))
+    blanked = (out[:, 0] == 0).all(-1).all(-1)
+    assert 0.18 < float(blanked.float().mean()) < 0.32
+    assert torch.equal(out[:, 1], x[:, 1]) and torch.equal(out[~blanked, 0], x[~blanked, 0])
+    assert torch.equal(blank_fluorescence(x[:, 1:], 0.9, torch.Generator()), x[:, 1:])  # brightfield-only models

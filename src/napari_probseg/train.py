@@ -57,6 +57,9 @@ class TrainConfig:
     dropout_lr: float = 1e-2
     concrete_n: int = 1  # N of eq. (4) for this run (model.ModelConfig.n_train_samples says why 1)
     reset_dropout: bool = False  # with init_from: restart every rate at init_dropout
+    # share of crops whose fluorescence channel (w1, index 0) is blanked: one network then also segments
+    # brightfield alone, the commonest worm imaging (issue 19); a blank channel is 0 after normalisation
+    drop_fluorescence: float = 0.0
     clip_grad: float = 5.0  # the distance hinge gives occasional large gradients
     fast_cpu: bool = True  # channels_last + bf16 autocast where the CPU supports bf16
     use_bank: bool | None = None  # whole data set on the device, batched augmentation (None: on a GPU)
@@ -72,6 +75,16 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     t = min((step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1), 1.0)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def blank_fluorescence(x: torch.Tensor, share: float, gen: torch.Generator) -> torch.Tensor:
+    """Set channel 0 (fluorescence) of a random ``share`` of the crops to 0, as a brightfield-only image."""
+    if x.shape[1] < 2:
+        return x
+    blank = (torch.rand(x.shape[0], generator=gen) < share).to(x.device)
+    x = x.clone()
+    x[blank, 0] = 0
+    return x
 
 
 def _open_log(path: Path, start: int, header: list[str]):
@@ -217,6 +230,8 @@ def train(
                     x, masks = random_warp_batch(wells, cfg.batch, cfg.crop, gen, cfg.elastic)
                 x = x.to(device)
                 masks = [m.to(device) for m in masks]
+            if cfg.drop_fluorescence > 0:
+                x = blank_fluorescence(x, cfg.drop_fluorescence, gen)
             if cfg.fast_cpu or device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16 or device.type == "cuda"):
