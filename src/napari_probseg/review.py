@@ -5,15 +5,18 @@ every local entropy maximum, so one uncertain worm fills many entries and a typi
 well lists ~200 of them for ~4 real errors.  Here the uncertainty is grouped into *review
 items*, one per suspected error:
 
-1. For each instance, the pixels that the draws disagree on (0 < p < 1) are opened with a
-   disk of radius ``ReviewConfig.open_radius``: the 1-2 px bands along every outline, where
-   the draws differ by a pixel, disappear; what is left are worm-wide pieces that some draws
-   have and others do not.  Each connected piece of at least ``min_area`` pixels is a region.
+1. For each instance, the pixels that the draws dispute (p_lo <= p <= 1 - p_lo) are opened
+   with a disk of radius ``ReviewConfig.open_radius``: the 1-2 px bands along every outline,
+   where the draws differ by a pixel, disappear; what is left are worm-wide pieces that some
+   draws have and others do not.  Each connected piece of >= ``min_area`` pixels is a region.
 2. Regions of different instances that overlap or touch (within ``join_px``) are one item:
    two instances competing for the same pixels are one suspected merge/split, not two.
-3. The item's score is its uncertain mass, sum over its regions of H(p) / ln 2 (in pixels of
-   full, 50/50 uncertainty); its point is the most interior pixel of its regions.
-4. Items with score >= ``ReviewConfig.min_score`` form the default list; the rest stay
+3. Each binarised instance also gets one outline item for the disputed pixels along its
+   outline (outside its regions), pointing at their densest spot.
+4. An item's score is its disputed mass: the sum over its pixels of 2 min(p, 1 - p) (1 at a
+   50/50 split of the draws: roughly "pixels in full dispute"); its point is the most
+   interior pixel of its regions.  Items are sorted by score.
+5. Items with score >= ``ReviewConfig.min_score`` form the default list; the rest stay
    available ("show all").
 
 The kind (what is suspected) and the suggested fix follow from the instances involved; see
@@ -45,31 +48,24 @@ LN2 = float(np.log(2.0))
 
 @dataclass(frozen=True)
 class ReviewConfig:
-    """The ranking rule; the defaults were chosen by 2-fold CV on the BBBC010 test folds (docs/review.md)."""
+    """The ranking rule.  ``weight``, ``p_lo``, ``open_radius``, ``outline_weight`` and ``min_score``
+    were chosen on BBBC010 test fold 1 and scored on fold 2 (and vice versa); see docs/review.md."""
 
-    open_radius: int = 2  # px: bands thinner than ~2r+1 along outlines are not errors
-    min_area: int = 30  # px: smaller uncertain pieces are dropped
+    weight: str = "minority"  # per-pixel uncertainty: "minority" 2 min(p, 1-p), or "entropy" H(p) / ln 2
+    p_lo: float = 0.2  # a pixel is disputed when p_lo <= p <= 1 - p_lo (ghosts seen in 1 of 8 draws are not)
+    open_radius: int = 2  # px: disputed bands thinner than ~2r+1 (along outlines) are not regions
+    min_area: int = 30  # px: smaller disputed pieces are dropped
     join_px: int = 3  # regions of different instances this close form one item
-    min_score: float = 60.0  # default list: items with at least this uncertain mass (px)
-    outline_weight: float = 0.5
-    outline_norm: float = 0.0
-    outline_window: int = 15
-    p_lo: float = 0.01
-    weight: str = "entropy"
-    join_frac: float = 0.0
-    nms_px: int = 0
-    w_missed: float = 1.0
-    w_merge: float = 1.0
-    w_false: float = 1.0
-    w_border: float = 1.0
-    per_instance: bool = False
+    outline_weight: float = 1.0  # weight of the outline items' mass against the regions'
+    outline_window: int = 15  # px: an outline item points at the densest window of this side
+    min_score: float = 30.0  # default list: items with at least this score
 
 
 @dataclass
 class ReviewItem:
     """One suspected error: what, where, which instances (0-based), and the fix that fits."""
 
-    score: float  # uncertain mass in px of 50/50 uncertainty (sum of H / ln 2)
+    score: float  # disputed mass, ~pixels in full (50/50) dispute
     y: int  # the pixel to look at
     x: int
     kind: str  # a key of KINDS
@@ -125,7 +121,7 @@ def _regions(prob: np.ndarray, i: int, cfg: ReviewConfig) -> list[_Region]:
     return out
 
 
-def _near(a: _Region, b: _Region, d: int, frac: float = 0.0) -> bool:
+def _near(a: _Region, b: _Region, d: int) -> bool:
     """Do two regions overlap or come within ``d`` px of each other?"""
     lo = [max(sa.start, sb.start - d) for sa, sb in zip(a.sl, b.sl)]
     hi = [min(sa.stop, sb.stop + d) for sa, sb in zip(a.sl, b.sl)]
@@ -137,11 +133,10 @@ def _near(a: _Region, b: _Region, d: int, frac: float = 0.0) -> bool:
         bm = ndimage.binary_dilation(bm, _disk(d))
     oy, ox = b.sl[0].start - d, b.sl[1].start - d  # bm's origin
     am = a.mask[lo[0] - a.sl[0].start:hi[0] - a.sl[0].start, lo[1] - a.sl[1].start:hi[1] - a.sl[1].start]
-    shared = int((am & bm[lo[0] - oy:hi[0] - oy, lo[1] - ox:hi[1] - ox]).sum())
-    return shared > 0 and shared >= frac * min(int(a.mask.sum()), int(b.mask.sum()))
+    return bool((am & bm[lo[0] - oy:hi[0] - oy, lo[1] - ox:hi[1] - ox]).any())
 
 
-def _groups(regions: list[_Region], d: int, frac: float = 0.0) -> list[list[_Region]]:
+def _groups(regions: list[_Region], d: int) -> list[list[_Region]]:
     """Union-find over regions that overlap or touch; a group is one item."""
     parent = list(range(len(regions)))
 
@@ -153,7 +148,7 @@ def _groups(regions: list[_Region], d: int, frac: float = 0.0) -> list[list[_Reg
 
     for i in range(len(regions)):
         for j in range(i + 1, len(regions)):
-            if root(i) != root(j) and _near(regions[i], regions[j], d, frac):
+            if root(i) != root(j) and _near(regions[i], regions[j], d):
                 parent[root(j)] = root(i)
     out: dict[int, list[_Region]] = {}
     for i, r in enumerate(regions):
@@ -188,8 +183,7 @@ def _kind(group: list[_Region], prob: np.ndarray, threshold: float, support: np.
     return "border", "repaint"
 
 
-def _outline_items(prob: np.ndarray, threshold: float, regions: list[_Region], cfg: ReviewConfig,
-                   own: dict | None = None) -> list[ReviewItem]:
+def _outline_items(prob: np.ndarray, threshold: float, regions: list[_Region], cfg: ReviewConfig) -> list[ReviewItem]:
     """One item per binarised instance for the uncertainty along its outline (outside its worm-wide regions)."""
     out = []
     for i in range(len(prob)):
@@ -207,13 +201,10 @@ def _outline_items(prob: np.ndarray, threshold: float, regions: list[_Region], c
         sl = tuple(slice(max(s.start - 8, 0), min(s.stop + 8, n)) for s, n in zip(box, p.shape))
         h = np.where(band[sl], _weight(p[sl], cfg), 0.0)
         mass = float(h.sum())
-        mass *= (1000.0 / max(float(core.sum()), 1.0)) ** cfg.outline_norm
         dens = ndimage.uniform_filter(h, cfg.outline_window)
         py, px = np.unravel_index(int(np.argmax(dens)), h.shape)
-        y, x, kind, fix = int(py + sl[0].start), int(px + sl[1].start), "border", "repaint"
-        if own and i in own:
-            y, x, kind, fix = own[i].y, own[i].x, own[i].kind, own[i].fix
-        out.append(ReviewItem(round(cfg.outline_weight * mass, 2), y, x, kind, [i], fix, int(band.sum())))
+        out.append(ReviewItem(round(cfg.outline_weight * mass, 2), int(py + sl[0].start), int(px + sl[1].start),
+                              "border", [i], "repaint", int(band.sum())))
     return out
 
 
@@ -230,29 +221,16 @@ def review_items(probabilities: np.ndarray, threshold: float = 0.75, cfg: Review
         return []
     support = (prob > 0.01).reshape(len(prob), -1).sum(1)
     regions = [r for i in range(len(prob)) for r in _regions(prob, i, cfg)]
-    items, own = [], {}
-    for group in _groups(regions, cfg.join_px, cfg.join_frac):
+    items = []
+    for group in _groups(regions, cfg.join_px):
         sl, m = _union(group, prob.shape[1:])
         dist = ndimage.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
         py, px = np.unravel_index(int(np.argmax(dist)), m.shape)
         kind, fix = _kind(group, prob, threshold, support)
-        score = sum(r.mass for r in group) * getattr(cfg, f"w_{kind}")
-        it = ReviewItem(round(score, 2), int(py + sl[0].start), int(px + sl[1].start), kind,
-                        sorted({r.inst for r in group}), fix, int(m.sum()))
-        if cfg.per_instance and kind in ("border", "false"):
-            if it.instances[0] not in own or own[it.instances[0]].score < it.score:
-                own[it.instances[0]] = it
-            continue
-        items.append(it)
-    items += _outline_items(prob, threshold, regions if not cfg.per_instance else [], cfg, own)
+        items.append(ReviewItem(round(sum(r.mass for r in group), 2), int(py + sl[0].start), int(px + sl[1].start),
+                                kind, sorted({r.inst for r in group}), fix, int(m.sum())))
+    items += _outline_items(prob, threshold, regions, cfg)
     items.sort(key=lambda it: (-it.score, it.y, it.x))
-    if cfg.nms_px:
-        kept = []
-        for it in items:
-            if not any((it.y - k.y) ** 2 + (it.x - k.x) ** 2 <= cfg.nms_px ** 2 and set(it.instances) & set(k.instances)
-                       for k in kept):
-                kept.append(it)
-        items = kept
     return items if show_all else [it for it in items if it.score >= cfg.min_score]
 
 
