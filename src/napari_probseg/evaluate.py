@@ -107,7 +107,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     if reuse:
-        metrics["reused_predictions"] = str(reuse)
+        metrics.update(reused_predictions=str(reuse), seconds_per_image=None)  # reading files is not inference
     write_report(metrics, out_dir, data_dir, lm, post, draws, thr, seed, reuse)
     print(json.dumps({k: round(metrics[k], 4) for k in KEYS}))
     return metrics
@@ -184,6 +184,7 @@ def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessCo
         *[f"| {t:.3f} | {a:.3f} | {u:.3f} | {p:.3f} |" for t, a, u, p in
           zip(c["thresholds"], c["p_accurate_given_certain"], c["p_uncertain_given_inaccurate"], c["pavpu"])], "",
         "## Figure 1 (examples)", "", *[f"![{w}](well_{w}.png)" for w in examples], "",
+        f"Recomputed from the predictions saved in `{reuse}` (no network run, so no timing)." if reuse else
         f"{m['seconds_per_image']:.2f} s per well on {m['device']}.",
     ]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
