@@ -50,16 +50,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     (out_dir / "review").mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
     lm = load_model(model, dev)
-    post = lm.postprocess
-    tune_info = None
-    if tune:
-        from .tuning import grid_search
-
-        res = grid_search(lm.model, data_dir)
-        post = PostprocessConfig(**{**asdict(post), "bandwidth": res.bandwidth, "threshold": res.threshold,
-                                    "min_size": res.min_size})
-        tune_info = {"bandwidth": res.bandwidth, "threshold": res.threshold, "min_size": res.min_size,
-                     "cv": res.cv, "table": res.table}
+    post, tune_info = _tuned(lm, data_dir) if tune else (lm.postprocess, None)
     draws = draws or post.mc_draws
     thr = post.binarize if threshold is None else threshold
     ok, skipped = available_wells(data_dir, split)
@@ -76,9 +67,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         gt = load_masks(data_dir, well)
         keep = pred.instances.reshape(len(pred.instances), -1).any(1)
         inst, prob = pred.instances[keep], pred.probabilities[keep]
-        np.savez_compressed(out_dir / "predictions" / f"{well}.npz", probabilities=prob.astype(np.float16), instances=inst,
-                            all_probabilities=pred.probabilities.astype(np.float16), entropy=pred.entropy.astype(np.float16),
-                            peaks=np.array([[p.score, p.y, p.x] for p in pred.peaks], np.float32).reshape(-1, 3))
+        _save(out_dir / "predictions" / f"{well}.npz", pred, keep)
         per_image.append(image_scores(inst, gt))
         counts.append(uncertainty_counts(pred.probabilities, gt, binarize=thr))
         # the simulation sees every instance, also those below the threshold everywhere
@@ -116,6 +105,24 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
 def _row(name: str, vals: dict | tuple) -> str:
     v = [vals[k] for k in KEYS] if isinstance(vals, dict) else list(vals)
     return f"| {name} | " + " | ".join(f"{x:.3f}" for x in v) + " |"
+
+
+def _tuned(lm, data_dir: Path) -> tuple[PostprocessConfig, dict]:
+    """Post-processing from the 2-fold grid search (``--tune``) and what it found."""
+    from .tuning import grid_search
+
+    res = grid_search(lm.model, data_dir)
+    post = PostprocessConfig(**{**asdict(lm.postprocess), "bandwidth": res.bandwidth, "threshold": res.threshold,
+                                "min_size": res.min_size})
+    return post, {"bandwidth": res.bandwidth, "threshold": res.threshold, "min_size": res.min_size,
+                  "cv": res.cv, "table": res.table}
+
+
+def _save(path: Path, pred: Prediction, keep: np.ndarray) -> None:
+    """``predictions/<WELL>.npz``: the scored (non-empty) instances and every instance's probabilities."""
+    np.savez_compressed(path, probabilities=pred.probabilities[keep].astype(np.float16), instances=pred.instances[keep],
+                        all_probabilities=pred.probabilities.astype(np.float16), entropy=pred.entropy.astype(np.float16),
+                        peaks=np.array([[p.score, p.y, p.x] for p in pred.peaks], np.float32).reshape(-1, 3))
 
 
 def saved_prediction(folder: Path, well: str, threshold: float) -> Prediction:
