@@ -99,6 +99,9 @@ def test_errors_found_and_simulation():
     pred = np.stack([A, X | Y, C])
     errs = find_errors(pred, gt)
     assert sorted(e.kind for e in errs) == ["false", "merged", "missed"]
+    none = np.zeros((0, H, W), bool)
+    assert [e.kind for e in find_errors(none, gt)] == ["missed"] * 4 and find_errors(none, none) == []
+    assert [e.kind for e in find_errors(pred, none)] == ["false"] * 3
     imprecise = find_errors(np.stack([A & (np.arange(W) < 100)[None, :]]), np.stack([A]))
     assert [e.kind for e in imprecise] == ["imprecise"]  # IoU 0.67: matched, not precise
     # a point on B finds the missed worm, one on the merge finds it, a point on A finds nothing
@@ -129,3 +132,9 @@ def test_queue_views_and_session_round_trip(tmp_path: Path):
     assert t.items_reviewed.tolist() == s.items_reviewed.tolist()
     with pytest.raises(ValueError):
         ReviewQueue(s, "nonsense")
+    # a session file from before the review list: items are recomputed from the probabilities
+    with np.load(tmp_path / "w.probseg.npz") as z:
+        old = {k: z[k] for k in z.files if not k.startswith("item")}
+    np.savez(tmp_path / "old.probseg.npz", **old)
+    o = Session.load(tmp_path / "old.probseg.npz")
+    assert [(i.y, i.x, i.kind) for i in o.items] == [(i.y, i.x, i.kind) for i in s.items] and not o.items_reviewed.any()
