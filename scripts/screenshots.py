@@ -1,6 +1,6 @@
 """Real screenshots of the three widgets on a BBBC010 sample well, for docs/user-guide.md.
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [--model NAME_OR_PATH] [--draws 8]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [--model NAME_OR_PATH] [--draws 8] [--no-finetune]
 
 Uses the bundled model when it exists, else a tiny *untrained* network (its output
 is noise; rerun with the trained model for meaningful pictures).
@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--well", default="C10", choices=["C04", "C10", "D21"])
     ap.add_argument("--draws", type=int, default=8)
     ap.add_argument("--train-steps", type=int, default=40)
+    ap.add_argument("--no-finetune", action="store_true", help="stop after the proofreading picture (finetune.png kept)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="probseg-shots-"))
     os.environ.setdefault("NAPARI_PROBSEG_AUTOSAVE_DIR", str(tmp / "autosave"))
@@ -91,8 +92,11 @@ def main() -> None:
 
     pr_dock, proof = viewer.window.add_plugin_dock_widget("napari-probseg", "Proofreading")
     seg_dock.setVisible(False)
-    proof.go_to(0)
+    proof.go_to(0)  # the first suspected error of the default review list
     grab(viewer, "proofreading.png")
+    if args.no_finetune:
+        viewer.close()
+        return
 
     tr_dock, train = viewer.window.add_plugin_dock_widget("napari-probseg", "Fine-tune")
     pr_dock.setVisible(False)

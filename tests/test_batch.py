@@ -64,8 +64,13 @@ def assert_complete(out: Path, wells) -> None:
     assert sorted(int(r["review_rank"]) for r in rows) == list(range(1, len(wells) + 1))
     scores = [float(r["review_score"]) for r in sorted(rows, key=lambda r: int(r["review_rank"]))]
     assert scores == sorted(scores, reverse=True)  # rank 1 = most uncertain
+    for r in rows:  # the rank uses the review items: the score sums the well's _review.csv
+        with open(out / f"{r['well']}_review.csv", newline="") as f:
+            listed = list(csv.DictReader(f))
+        assert int(r["review_items"]) == len(listed)
+        assert float(r["review_score"]) == pytest.approx(sum(float(i["score"]) for i in listed), abs=0.05)
     for w in wells:
-        for suffix in ("_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv"):
+        for suffix in ("_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv", "_review.csv"):
             assert (out / f"{w}{suffix}").is_file()
         assert len(list(out.glob(f"{w}_*"))) == len(OUTPUT_KEYS)  # write_prediction's layout, nothing else
         assert tifffile.imread(out / f"{w}_labels.tif").shape == (64, 80)

@@ -22,7 +22,7 @@ def test_predict_writes_all_outputs(tmp_path, tiny_checkpoint):
     rc = main(["predict", f"{tmp_path / 'w1.tif'},{tmp_path / 'w2.tif'}", "--model", str(tiny_checkpoint),
                "--out", str(tmp_path / "out"), "--draws", "2", "--png", "--device", "cpu"])
     assert rc == 0
-    for suffix in ("_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv", "_overview.png"):
+    for suffix in ("_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv", "_review.csv", "_overview.png"):
         assert (tmp_path / "out" / f"w1{suffix}").exists(), suffix
     assert tifffile.imread(tmp_path / "out" / "w1_labels.tif").shape == (96, 128)
     with np.load(tmp_path / "out" / "w1_probabilities.npz") as z:
@@ -67,3 +67,21 @@ def test_evaluate_end_to_end_on_two_wells(tmp_path, tiny_checkpoint, data_dir):
         assert z["probabilities"].dtype == np.float16 and z["instances"].dtype == bool
     report = (out / "report.md").read_text()
     assert "PatchPerPix" in report and "C03, C04" in report and (out / "uncertainty_curves.png").exists()
+    # the review list of every well, scored against the ground truth, beside Table 2
+    for w in ("C03", "C04"):
+        header = (out / "review" / f"{w}.csv").read_text().splitlines()[0]
+        assert header.startswith("rank,y,x,kind,score,instances")
+    r = m["review"]
+    assert set(r["per_well"]) == {"C03", "C04"} and set(r["items"]["found_fraction"]) == {"1", "3", "5", "10"}
+    assert r["items"]["errors"] == r["patches"]["errors"] == sum(v["items"]["errors"] for v in r["per_well"].values())
+    assert r["items"]["errors"] > 0  # a 2-draw toy model gets real wells wrong
+    assert [x["k"] for x in r["simulation_per_well"]] == list(range(11))
+    assert r["simulation_per_well"][0]["avAP"] == pytest.approx(m["avAP"])  # k = 0: nothing corrected
+    assert "## Review list (suspected errors)" in report
+    # --reuse: the same numbers from the saved probabilities, without the network
+    again = tmp_path / "again"
+    assert main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(data_dir), "--wells", "C03", "C04",
+                 "--out", str(again), "--draws", "2", "--device", "cpu", "--reuse", str(out)]) == 0
+    m2 = json.loads((again / "metrics.json").read_text())
+    assert m2["avAP"] == m["avAP"] and m2["review"]["items"] == r["items"] and m2["simulation"] == m["simulation"]
+    assert (again / "review" / "C03.csv").read_text() == (out / "review" / "C03.csv").read_text()

@@ -174,13 +174,15 @@ def test_cancel_and_bad_input(make_napari_viewer, qtbot, tiny_checkpoint, tmp_pa
 
 
 def bars_session(tmp_path: Path) -> Path:
-    """A saved session with three known 'worms' and peaks on them: A|B touching, C long."""
-    p = np.zeros((3, 64, 96), np.float32)
+    """A saved session with three known 'worms' and peaks on them: A|B touching, C long; and
+    a fourth worm seen in 40% of the draws (never binarised): the one suspected error."""
+    p = np.zeros((4, 64, 96), np.float32)
     p[0, 10:16, 10:40] = 1.0
     p[1, 10:16, 40:70] = 1.0
     p[1, 10:16, 40:44] = 0.5  # uncertain seam between 1 and 2
     p[2, 40:46, 10:86] = 1.0
     p[2, 40:46, 46:50] = 0.6  # uncertain middle of the long one
+    p[3, 24:33, 10:86] = 0.4  # a worm below the threshold: a possible missed worm
     ent = bernoulli_entropy(p).max(0)
     pred = Prediction(p, p >= 0.5, ent, uncertainty_peaks(ent, p), [], 0.5)
     image = np.stack([(p.max(0) * 1000).astype(np.uint16) + 10, np.full((64, 96), 500, np.uint16)])
@@ -199,6 +201,16 @@ def test_proofread_queue_edits_undo_save_reopen(make_napari_viewer, qtbot, tmp_p
     labels = dock.labels_layer
     s = dock.session
     peaks = s.peaks
+
+    # the default list: the suspected errors (here one), then the paper's patches on request
+    assert dock.queue.mode == "errors" and dock.peak_list.count() == 1 == len(s.default_items())
+    assert "possible missed worm: add?" in dock.peak_list.item(0).text() and "worms 4" in dock.peak_list.item(0).text()
+    assert dock.peaks_layer().visible and not dock.peaks_layer("peaks").visible
+    dock.accept()
+    np.testing.assert_allclose(camera(viewer).center[-2:], (s.items[0].y, s.items[0].x))
+    assert s.items_reviewed[0] and dock.bar.value() == 1 and not s.reviewed.any()
+    dock.show_list("patches")
+    assert dock.peak_list.count() == len(peaks) and dock.bar.value() == 0 and dock.peaks_layer("peaks").visible
 
     canvas = viewer.window._qt_viewer.canvas.native
     qtbot.keyClick(canvas, Qt.Key_N)
@@ -253,8 +265,10 @@ def test_proofread_queue_edits_undo_save_reopen(make_napari_viewer, qtbot, tmp_p
     viewer2.open(str(saved), plugin="napari-probseg")
     dock2 = lookup(viewer2, "proofreading")
     np.testing.assert_array_equal(dock2.labels_layer.data, final)
+    assert dock2.session.items_reviewed[0] and dock2.bar.value() == 1  # the default list again
+    dock2.show_list("patches")
     assert dock2.session.reviewed[0] and dock2.bar.value() == 1
-    assert [h["action"] for h in dock2.session.history][:3] == ["reviewed", "merge", "undo"]
+    assert [h["action"] for h in dock2.session.history][:4] == ["reviewed", "reviewed", "merge", "undo"]
     assert not errors(notes)
 
 
@@ -278,6 +292,7 @@ def test_reader_writer_and_samples(make_napari_viewer, qtbot, tmp_path, notes):
     viewer.open(str(files["probabilities"]), plugin="napari-probseg")
     dock = lookup(viewer, "proofreading")
     assert dock.session.image_name == "W01" and len(dock.session.peaks) > 0
+    assert [it.kind for it in dock.session.items] == ["missed"] and files["review"].exists()
 
     # the writer saves the session of a labels layer; a damaged file is a notification
     out = tmp_path / "w.npz"

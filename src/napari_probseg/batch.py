@@ -31,10 +31,9 @@ if TYPE_CHECKING:
 
 DEFAULT_CHANNELS = ("_w1_", "_w2_")  # BBBC010: fluorescence, brightfield
 DEFAULT_WELL_REGEX = r"_([A-Z]\d{2})_"  # plate well name such as A01 between underscores
-REVIEW_TOP_K = 5
-OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks")
-FIELDS = ["well", "status", "review_rank", "review_score", "instances", "entropy_mean_fg", "entropy_max",
-          "peaks", "top_peak", "seconds", "cpu_seconds", "error", "inputs"]
+OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks", "review")
+FIELDS = ["well", "status", "review_rank", "review_score", "review_items", "instances", "entropy_mean_fg",
+          "entropy_max", "peaks", "top_peak", "seconds", "cpu_seconds", "error", "inputs"]
 
 
 @dataclass(frozen=True)
@@ -208,13 +207,15 @@ def well_stats(pred: Prediction) -> dict:
     """
     fg = (pred.probabilities > 0).any(0) if len(pred.probabilities) else None
     ent = pred.entropy
+    items = pred.review_items()
     return {
         "instances": int(len(pred.binary_instances())),
         "entropy_mean_fg": round(float(ent[fg].mean()), 5) if fg is not None and fg.any() else 0.0,
         "entropy_max": round(float(ent.max()), 5) if ent.size else 0.0,
         "peaks": len(pred.peaks),
         "top_peak": round(pred.peaks[0].score, 5) if pred.peaks else 0.0,
-        "review_score": round(sum(p.score for p in pred.peaks[:REVIEW_TOP_K]), 5),
+        "review_items": len(items),
+        "review_score": round(sum(it.score for it in items), 2),
     }
 
 
@@ -266,7 +267,8 @@ def write_summary(out: str | Path) -> list[dict]:
     """Rebuild ``summary.csv`` from every marker in ``out``: one row per well, worst first.
 
     ``review_rank`` 1 = the well to proofread first: wells are ranked by ``review_score``,
-    the sum of their top-5 uncertainty-peak scores (ties: higher mean foreground entropy).
+    the summed score of the well's review items (its ``_review.csv``, the suspected errors;
+    ties: more items, then higher mean foreground entropy).
     Failed wells come last, unranked.
     """
     out = Path(out)
@@ -277,7 +279,7 @@ def write_summary(out: str | Path) -> list[dict]:
             recs[p.name[: -len(".done.json")]] = rec
     rows = [r["row"] for r in recs.values() if r is not None]
     ok = sorted((r for r in rows if r.get("status") == "ok"),
-                key=lambda r: (-r["review_score"], -r["entropy_mean_fg"], r["well"]))
+                key=lambda r: (-r["review_score"], -r.get("review_items", 0), -r["entropy_mean_fg"], r["well"]))
     for i, r in enumerate(ok, 1):
         r["review_rank"] = i
     rows = ok + sorted((r for r in rows if r.get("status") != "ok"), key=lambda r: r["well"])

@@ -70,7 +70,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.png:
             paths["png"] = render_overview(image, pred, Path(args.out) / f"{stem}_overview.png", title=stem)
         n = int(pred.instances.reshape(len(pred.instances), -1).any(1).sum())
-        print(f"{stem}: {n} instances, {len(pred.peaks)} uncertainty peaks -> {', '.join(str(p) for p in paths.values())}")
+        print(f"{stem}: {n} instances, {len(pred.review_items())} suspected errors to review "
+              f"({len(pred.peaks)} uncertainty peaks) -> {', '.join(str(p) for p in paths.values())}")
     return 0
 
 
@@ -103,7 +104,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import run_evaluation
 
     run_evaluation(args.model, args.data, args.split, args.out, draws=args.draws, threshold=args.threshold,
-                   device=args.device, wells=args.wells, tune=args.tune)
+                   device=args.device, wells=args.wells, tune=args.tune, reuse=args.reuse)
     return 0
 
 
@@ -112,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("predict", help="segment images and rank uncertain places",
-                        description="Write, per image: _labels.tif, _probabilities.npz, _entropy.tif, _peaks.csv (and _overview.png).")
+                        description="Write, per image: _labels.tif, _probabilities.npz, _entropy.tif, _peaks.csv (the paper's "
+                                    "4x4 patches), _review.csv (the suspected errors, best first) and optionally _overview.png.")
     pr.add_argument("inputs", nargs="+", help="multi-channel TIFF, or channel files joined by commas (fluorescence,brightfield)")
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--model", default="bbbc010-concrete", help="bundled model name or .safetensors file")
@@ -152,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threshold", type=float, default=None)
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--tune", action="store_true", help="grid-search mean-shift bandwidth, threshold and minimum size by 2-fold CV first")
+    ev.add_argument("--reuse", metavar="EVAL_DIR", default=None,
+                    help="recompute everything from EVAL_DIR/predictions/*.npz of an earlier run with the same model "
+                         "and settings instead of running the network (minutes instead of an hour on a CPU)")
     ev.set_defaults(func=cmd_evaluate)
 
     from .batch import add_parser as add_batch_parser  # light import: dask/torch load only when run

@@ -43,6 +43,16 @@ class Prediction:
     peaks: list[Peak]
     draws: list[np.ndarray]  # the T post-processed draws
     threshold: float
+    _items: list | None = field(default=None, repr=False, compare=False)  # review items, all (cached)
+
+    def review_items(self, show_all: bool = False) -> list:
+        """The review list (``review.review_items``): suspected errors, best first; ``show_all``
+        also returns the items below the default list's score."""
+        from .review import ReviewConfig, review_items
+
+        if self._items is None:
+            self._items = review_items(self.probabilities, self.threshold, show_all=True)
+        return list(self._items) if show_all else [it for it in self._items if it.score >= ReviewConfig().min_score]
 
     def binary_instances(self) -> np.ndarray:
         """The non-empty binarised instances: what the metrics score."""

@@ -1,4 +1,4 @@
-"""Writing one image's results: label TIFF, probabilities NPZ, entropy TIFF, peaks CSV, PNG."""
+"""Writing one image's results: label TIFF, probabilities NPZ, entropy TIFF, peaks CSV, review CSV, PNG."""
 from __future__ import annotations
 
 import csv
@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .inference import Prediction
+from .review import write_review_csv
 
 
 def _atomic(path: Path, write) -> None:
@@ -27,6 +28,7 @@ def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dic
         "probabilities": out / f"{stem}_probabilities.npz",
         "entropy": out / f"{stem}_entropy.tif",
         "peaks": out / f"{stem}_peaks.csv",
+        "review": out / f"{stem}_review.csv",  # the default review list, as the dock shows it
     }
     _atomic(paths["labels"], lambda p: tifffile.imwrite(p, pred.labels(), compression="zlib", photometric="minisblack"))
     _atomic(paths["entropy"], lambda p: tifffile.imwrite(p, pred.entropy, compression="zlib", photometric="minisblack"))
@@ -52,6 +54,7 @@ def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dic
                 w.writerow([r, f"{pk.score:.5f}", pk.y, pk.x, " ".join(str(i + 1) for i in pk.instances)])
 
     _atomic(paths["peaks"], write_csv)
+    write_review_csv(pred.review_items(), paths["review"])
     return paths
 
 

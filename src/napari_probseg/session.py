@@ -2,8 +2,8 @@
 
 A session binds one image (a reference plus an embedded copy, so it reopens alone)
 to the model's per-instance probabilities, the entropy map, the ranked uncertainty
-peaks (section 3.1 of the paper), the corrected label image and a reviewed flag per
-peak.  It is stored as one ``.npz`` read with ``allow_pickle=False`` and written
+peaks (section 3.1 of the paper), the review items (``review``: suspected errors,
+the default list), the corrected label image and a reviewed flag per peak and per item.  It is stored as one ``.npz`` read with ``allow_pickle=False`` and written
 atomically, so a crash during a save never destroys the previous file.
 
 The label edits (merge, split, erase, replace) are computed here as ``Edit`` pixel
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .inference import PATCH, Peak, uncertainty_peaks
+from .review import ReviewConfig, ReviewItem, items_from_arrays, items_to_arrays, review_items
 
 FORMAT = "napari-probseg-session/1"
 SUFFIX = ".probseg.npz"
@@ -63,10 +64,18 @@ class Session:
     meta: dict = field(default_factory=dict)  # provenance: model, sha256, draws, seed...
     history: list[dict] = field(default_factory=list)  # one entry per correction
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    items: list[ReviewItem] | None = None  # all review items, best first (None: computed from probabilities)
+    items_reviewed: np.ndarray = None  # type: ignore[assignment]  # [I] bool, one per item
 
     def __post_init__(self) -> None:
         if self.reviewed is None:
             self.reviewed = np.zeros(len(self.peaks), dtype=bool)
+        if self.items is None:
+            self.items = review_items(self.probabilities, self.threshold, show_all=True)
+        if self.items_reviewed is None:
+            self.items_reviewed = np.zeros(len(self.items), dtype=bool)
+        if len(self.items_reviewed) != len(self.items):
+            raise SessionError(f"{len(self.items_reviewed)} reviewed flags for {len(self.items)} review items")
         if self.labels.shape != self.entropy.shape:
             raise SessionError(f"labels {self.labels.shape} and entropy {self.entropy.shape} differ in shape")
         if len(self.reviewed) != len(self.peaks):
@@ -77,7 +86,7 @@ class Session:
     def from_prediction(cls, pred, image_name: str, image: np.ndarray | None = None, **kw) -> "Session":
         """A fresh session from ``inference.predict``: labels start as the binarised instances."""
         return cls(image_name, pred.probabilities, pred.entropy, pred.labels(), list(pred.peaks),
-                   threshold=float(pred.threshold), image=image, **kw)
+                   threshold=float(pred.threshold), image=image, items=pred.review_items(show_all=True), **kw)
 
     @property
     def image_fingerprint(self) -> str:
@@ -109,6 +118,21 @@ class Session:
         ids += [i + 1 for i in pk.instances if i + 1 in present and i + 1 not in ids]
         return ids
 
+    def default_items(self) -> list[int]:
+        """Indices (into ``items``) of the default review list: items at or above the calibrated score."""
+        return [i for i, it in enumerate(self.items) if it.score >= ReviewConfig().min_score]
+
+    def item_labels(self, index: int, labels: np.ndarray | None = None, radius: int = 3) -> list[int]:
+        """Label ids at a review item: those around its point first, then its instances that still exist."""
+        lab = self.labels if labels is None else labels
+        it = self.items[index]
+        h, w = lab.shape
+        win = lab[max(it.y - radius, 0): min(it.y + radius + 1, h), max(it.x - radius, 0): min(it.x + radius + 1, w)]
+        ids = [int(v) for v in np.unique(win) if v]
+        present = set(np.unique(lab).tolist())
+        ids += [i + 1 for i in it.instances if i + 1 in present and i + 1 not in ids]
+        return ids
+
     def record(self, action: str, peak: int | None, **details) -> None:
         self.history.append({"time": time.time(), "action": action, "peak": peak, **details})
 
@@ -133,6 +157,8 @@ class Session:
             "peak_instances": np.array([i for p in self.peaks for i in p.instances], np.int32),
             "peak_offsets": offsets,
             "reviewed": self.reviewed.astype(bool),
+            **items_to_arrays(self.items),
+            "items_reviewed": self.items_reviewed.astype(bool),
             "meta": np.array(json.dumps(self.meta, default=str)),
             "history": np.array(json.dumps(self.history, default=str)),
         }
@@ -175,6 +201,8 @@ class Session:
                     meta=json.loads(str(z["meta"])),
                     history=json.loads(str(z["history"])),
                     session_id=str(z["session_id"]),
+                    items=items_from_arrays(z) if "items" in z.files else None,  # older sessions: recomputed
+                    items_reviewed=z["items_reviewed"].astype(bool) if "items_reviewed" in z.files else None,
                 )
             except SessionError as exc:
                 raise SessionError(f"{path}: inconsistent session: {exc}") from exc

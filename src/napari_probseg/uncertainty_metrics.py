@@ -147,7 +147,13 @@ def _correct(pred: np.ndarray, prob: np.ndarray | None, gt: np.ndarray, boxes: l
     for y0, x0 in boxes:  # the patch dilated by one pixel: "within or directly neighbouring"
         touch[max(y0 - 1, 0):y0 + patch + 1, max(x0 - 1, 0):x0 + patch + 1] = True
     present = pred if prob is None else pred | (prob > prob_floor)
-    hit = present[:, touch].any(axis=1)
+    return correct_instances(pred, present, gt, present[:, touch].any(axis=1))
+
+
+def correct_instances(pred: np.ndarray, present: np.ndarray, gt: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    """Replace the instances ``hit`` (bool [N]) by their best-IoU gt instance (no duplicates);
+    ``present`` is each instance as the proofreader sees it (uncertain part included)."""
+    h, w = gt.shape[-2:]
     if not hit.any():
         return pred
     keep = [m for m in pred[~hit]]

@@ -295,7 +295,8 @@ class InferenceWidget(QWidget):
                                           channel_names=names, meta=meta)
         self._replace_results(session, job)
         n = int(pred.instances.reshape(len(pred.instances), -1).any(1).sum())
-        self.status.setText(f"{job.image_name}: {n} instances, {len(pred.peaks)} uncertainty peaks "
+        self.status.setText(f"{job.image_name}: {n} instances, {len(session.default_items())} suspected errors, "
+                            f"{len(pred.peaks)} uncertainty peaks "
                             f"({meta['seconds']:.1f} s, {job.draws} draws on {job.device})")
         self.finished.emit(session)
         training = C.lookup(self.viewer, "training")

@@ -51,7 +51,7 @@ def sample_d21() -> list[LayerData]:
 
 
 def session_layer_data(session: Session, images: bool = True, **geo) -> list[LayerData]:
-    """Layers of a session: [images], max-probability, entropy, corrected labels, top peaks."""
+    """Layers of a session: [images], max-probability, entropy, corrected labels, top peaks (hidden), review items."""
     name, sid = session.image_name, session.session_id
     base = {"probseg_session_id": sid, "probseg_image_name": name, "probseg": session.meta}
     out: list[LayerData] = []
@@ -72,10 +72,23 @@ def session_layer_data(session: Session, images: bool = True, **geo) -> list[Lay
     features = {"rank": ranks, "score": np.array([p.score for p in shown], float),
                 "label": [str(r) if r <= 20 else "" for r in ranks]}
     out.append((pts, {"name": f"{name} uncertainty peaks", "symbol": "square", "size": 6, "face_color": "transparent",
-                      "border_color": "cyan", "border_width": 0.1, "features": features,
+                      "border_color": "cyan", "border_width": 0.1, "features": features, "visible": False,
                       "text": {"string": "{label}", "color": "cyan", "size": 9, "anchor": "upper_left"},
                       "metadata": {**base, "probseg_role": "peaks"}, **geo}, "points"))
+    out.append(_items_layer(session, base, geo))
     return out
+
+
+def _items_layer(session: Session, base: dict, geo: dict) -> LayerData:
+    """Markers of every review item (numbered: the default list; unnumbered: shown under 'all')."""
+    items, n = session.items, len(session.default_items())
+    pts = np.array([[it.y, it.x] for it in items], float).reshape(-1, 2)
+    features = {"rank": np.arange(1, len(items) + 1), "score": np.array([it.score for it in items], float),
+                "label": [f"{r} {it.kind}" if r <= n else "" for r, it in enumerate(items, 1)]}
+    return (pts, {"name": f"{session.image_name} review items", "symbol": "ring", "size": 24,
+                  "face_color": "transparent", "border_color": "cyan", "border_width": 0.12, "features": features,
+                  "text": {"string": "{label}", "color": "cyan", "size": 10, "anchor": "upper_left"},
+                  "metadata": {**base, "probseg_role": "items"}, **geo}, "points")
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None:

@@ -1,9 +1,12 @@
-"""Proofreading dock: walk the ranked uncertainty peaks and correct the labels there.
+"""Proofreading dock: walk the review list (suspected errors) and correct the labels there.
+
+The list is a ``review_queue.ReviewQueue``: by default the review items at or above the
+calibrated score; a selector shows all items or the paper's 4x4 entropy patches instead.
 
 Edits are computed by ``session`` (pure functions) and applied with
 ``Labels.data_setitem`` inside ``block_history`` so each is one Ctrl+Z step.  The
 session is autosaved after every edit (and, debounced, after brush strokes and undo).
-Shortcuts on the viewer: N next peak, Shift-N previous, Shift-R mark reviewed and go on.
+Shortcuts on the viewer: N next entry, Shift-N previous, Shift-R mark reviewed and go on.
 """
 from __future__ import annotations
 
@@ -14,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QFileDialog, QGridLayout, QHBoxLayout, QLabel, QListWidget, QProgressBar, QPushButton,
-                            QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QListWidget, QProgressBar,
+                            QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from .. import session as S
+from ..review_queue import MODES, ReviewQueue
 from . import _common as C
 
 if TYPE_CHECKING:
@@ -29,7 +33,7 @@ COLOURS = {"open": (0.0, 1.0, 1.0, 1.0), "reviewed": (0.2, 1.0, 0.2, 1.0), "curr
 
 
 class ProofreadingWidget(QWidget):
-    """Dock 'Proofreading': ranked peaks, navigation, merge/split/erase/replace, save."""
+    """Dock 'Proofreading': ranked review items (or patches), navigation, merge/split/erase/replace, save."""
 
     def __init__(self, napari_viewer: "napari.Viewer"):
         super().__init__()
@@ -37,6 +41,7 @@ class ProofreadingWidget(QWidget):
         self.session: S.Session | None = None
         self.labels_layer = None
         self.current: int | None = None
+        self.queue: ReviewQueue | None = None
         self.autosave_folder: Path | None = None  # None: session.autosave_dir()
         self.last_autosave: Path | None = None
         self._saved_labels: np.ndarray | None = None
@@ -59,6 +64,12 @@ class ProofreadingWidget(QWidget):
         self.title.setWordWrap(True)
         self.bar = QProgressBar()
         self.bar.setFormat("reviewed %v / %m")
+        self.list_mode = QComboBox()
+        for key, text in MODES.items():
+            self.list_mode.addItem(text, key)
+        self.list_mode.setToolTip("the default list holds the suspected errors; 'all' also the weaker review items; "
+                                  "the 4x4 patches are the paper's uncertainty peaks")
+        self.list_mode.currentIndexChanged.connect(lambda _: self.session is not None and self.show_list())
         self.peak_list = QListWidget()
         self.peak_list.currentRowChanged.connect(lambda r: r >= 0 and r != self.current and self.go_to(r))
         self.label_a = QSpinBox(minimum=0, maximum=2**31 - 1)
@@ -87,7 +98,7 @@ class ProofreadingWidget(QWidget):
         self.autosave_label = QLabel("")
         self.autosave_label.setWordWrap(True)
         lay = QVBoxLayout(self)
-        for w in (self.title, self.bar, self.peak_list):
+        for w in (self.title, self.list_mode, self.bar, self.peak_list):
             lay.addWidget(w)
         lay.addLayout(ab)
         lay.addLayout(grid)
@@ -108,7 +119,7 @@ class ProofreadingWidget(QWidget):
         if self.labels_layer is not None:
             for ev in (self.labels_layer.events.paint, self.labels_layer.events.set_data):
                 ev.disconnect(self._schedule_autosave)
-        self.session, self.labels_layer, self.current = None, None, None
+        self.session, self.labels_layer, self.current, self.queue = None, None, None, None
         self.peak_list.clear()
         self.title.setText("No session.")
 
@@ -124,57 +135,69 @@ class ProofreadingWidget(QWidget):
         labels_layer.events.paint.connect(self._schedule_autosave)
         labels_layer.events.set_data.connect(self._schedule_autosave)
         m = self.session.meta
-        self.title.setText(f"{self.session.image_name}: {len(self.session.peaks)} peaks - model "
-                           f"{Path(str(m.get('model', '?'))).name} (sha256 {str(m.get('sha256', ''))[:8]}), "
-                           f"{m.get('draws', '?')} draws, threshold {self.session.threshold:g}")
+        s = self.session
+        self.title.setText(f"{s.image_name}: {len(s.default_items())} suspected errors ({len(s.items)} review items, "
+                           f"{len(s.peaks)} patches) - model {Path(str(m.get('model', '?'))).name} "
+                           f"(sha256 {str(m.get('sha256', ''))[:8]}), {m.get('draws', '?')} draws, "
+                           f"threshold {s.threshold:g}")
+        self.show_list()
+
+    def show_list(self, mode: str | None = None) -> None:
+        """List the suspected errors ('errors', default), all review items ('all') or the 4x4 patches ('patches')."""
+        if mode is not None:
+            self.list_mode.blockSignals(True)
+            self.list_mode.setCurrentIndex(list(MODES).index(mode))
+            self.list_mode.blockSignals(False)
+        self.queue = ReviewQueue(self.session, self.list_mode.currentData())
         self.peak_list.blockSignals(True)
         self.peak_list.clear()
-        self.peak_list.addItems([self._peak_text(i) for i in range(len(self.session.peaks))])
+        self.peak_list.addItems([self.queue.text(i) for i in range(len(self.queue))])
         self.peak_list.blockSignals(False)
         self.current = None
+        for role in ("items", "peaks"):  # show the markers of the list being walked
+            layer = self.peaks_layer(role)
+            if layer is not None:
+                layer.visible = (role == "peaks") == self.queue.patches
         self._update_progress()
         self._style_peaks()
 
-    def peaks_layer(self) -> Any | None:
+    def peaks_layer(self, role: str | None = None) -> Any | None:
+        """The marker layer of the current list: 'items' or 'peaks'."""
+        role = role or ("peaks" if self.queue is None or self.queue.patches else "items")
         sid = self.session.session_id if self.session else None
         return next((l for l in C.layers_with(self.viewer, "probseg_session_id", sid)
-                     if l.metadata.get("probseg_role") == "peaks"), None)
-
-    def _peak_text(self, i: int) -> str:
-        pk = self.session.peaks[i]
-        mark = "[x]" if self.session.reviewed[i] else "[ ]"
-        worms = ", ".join(str(k + 1) for k in pk.instances) or "-"
-        return f"{mark} #{i + 1}  H={pk.score:.3f}  ({pk.y},{pk.x})  instances {worms}"
+                     if l.metadata.get("probseg_role") == role), None)
 
     def _style_peaks(self) -> None:
-        """Peak markers: yellow = current, green = reviewed, cyan = still to review."""
+        """Markers of the current list: yellow = current, green = reviewed, cyan = still to review."""
         pl = self.peaks_layer()
-        if pl is None or not len(pl.data):
+        if pl is None or not len(pl.data) or self.queue is None:
             return
-        n = len(pl.data)
-        colours = np.array([COLOURS["reviewed" if r else "open"] for r in self.session.reviewed[:n]])
+        rev = self.queue.session.reviewed if self.queue.patches else self.queue.session.items_reviewed
+        n = min(len(pl.data), len(rev))
+        colours = np.array([COLOURS["reviewed" if r else "open"] for r in rev[:n]]).reshape(-1, 4)
         if self.current is not None and self.current < n:
             colours[self.current] = COLOURS["current"]
-        pl.border_color = colours
+        if n == len(pl.data):
+            pl.border_color = colours
 
     def _update_progress(self) -> None:
-        s = self.session
-        self.bar.setRange(0, max(len(s.peaks), 1) if s else 1)
-        self.bar.setValue(s.n_reviewed if s else 0)
+        q = self.queue
+        self.bar.setRange(0, max(len(q), 1) if q else 1)
+        self.bar.setValue(int(q.reviewed.sum()) if q else 0)
 
     # ---- navigation -------------------------------------------------------------------
     def go_to(self, index: int) -> None:
-        """Centre and zoom on a peak and select the instances it touches."""
+        """Centre and zoom on an entry of the list and select the instances it names."""
         if not self._ready(need_peaks=True):
             return
-        index = int(np.clip(index, 0, len(self.session.peaks) - 1))
+        index = int(np.clip(index, 0, len(self.queue) - 1))
         self.current = index
-        pk = self.session.peaks[index]
-        centre = self.labels_layer.data_to_world((pk.y + S.PATCH / 2, pk.x + S.PATCH / 2))
+        centre = self.labels_layer.data_to_world(self.queue.centre(index))
         cam = C.camera(self.viewer)
         cam.center = tuple(centre[-2:])
         cam.zoom = min(C.canvas_size(self.viewer)) / (VIEW_PX * float(self.labels_layer.scale[-1]))
-        ids = self.session.peak_labels(index)
+        ids = self.queue.labels_at(index)
         self.label_a.setValue(ids[0] if ids else 0)
         self.label_b.setValue(ids[1] if len(ids) > 1 else 0)
         if ids:
@@ -183,7 +206,7 @@ class ProofreadingWidget(QWidget):
         self.peak_list.blockSignals(True)
         self.peak_list.setCurrentRow(index)
         self.peak_list.blockSignals(False)
-        self.viewer.status = f"peak {index + 1}/{len(self.session.peaks)}: instances {ids}"
+        self.viewer.status = f"{self.queue.record_name()} {index + 1}/{len(self.queue)}: instances {ids}"
 
     def next_peak(self) -> None:
         self.go_to(0 if self.current is None else self.current + 1)
@@ -194,20 +217,20 @@ class ProofreadingWidget(QWidget):
     def toggle_reviewed(self, value: bool | None = None) -> None:
         if not self._ready(need_peak=True):
             return
-        i = self.current
-        self.session.reviewed[i] = not self.session.reviewed[i] if value is None else value
-        self.session.record("reviewed" if self.session.reviewed[i] else "unreviewed", i)
-        self.peak_list.item(i).setText(self._peak_text(i))
+        i, rev = self.current, self.queue.reviewed
+        rev[i] = not rev[i] if value is None else value
+        self.session.record("reviewed" if rev[i] else "unreviewed", i, list=self.queue.mode)
+        self.peak_list.item(i).setText(self.queue.text(i))
         self._update_progress()
         self._style_peaks()
         self.autosave()
 
     def accept(self) -> None:
-        """The segmentation at this peak is right (or now corrected): mark it, go to the next open one."""
+        """The segmentation here is right (or now corrected): mark it, go to the next open entry."""
         if not self._ready(need_peak=True):
             return
         self.toggle_reviewed(True)
-        nxt = self.session.next_unreviewed(self.current + 1)
+        nxt = self.queue.next_open(self.current + 1)
         if nxt is not None:
             self.go_to(nxt)
 
@@ -215,8 +238,9 @@ class ProofreadingWidget(QWidget):
         if self.session is None or self.labels_layer is None:
             C.info("No proofreading session: run 'Segment worms' or open a session file first.")
             return False
-        if (need_peaks or need_peak) and not self.session.peaks:
-            C.info("This session has no uncertainty peaks.")
+        if (need_peaks or need_peak) and not len(self.queue):
+            C.info("Nothing to review in this list." if self.queue.patches else
+                   "No suspected errors in this list; choose 'All review items' or the 4x4 patches to see more.")
             return False
         if need_peak and self.current is None:
             self.go_to(0)

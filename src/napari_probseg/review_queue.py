@@ -1,0 +1,76 @@
+"""What the proofreading dock lists, headless: the review items (default) or the paper's patches.
+
+Three views of one session:
+
+- ``errors``: the default review list, the suspected errors at or above the calibrated score
+  (``review.ReviewConfig.min_score``); the items are sorted by score, so this is a prefix of
+  ``all``;
+- ``all``: every review item ("show all");
+- ``patches``: the 4x4 uncertainty peaks of the paper (section 3.1, Table 2).
+
+Each view gives the point to look at, a one-line text, the label ids to select and the
+reviewed flags (items and patches keep separate flags in the session).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .inference import PATCH
+from .session import Session
+
+MODES = {"errors": "Suspected errors (default)", "all": "All review items", "patches": "4x4 entropy patches (paper)"}
+
+
+class ReviewQueue:
+    def __init__(self, session: Session, mode: str = "errors"):
+        if mode not in MODES:
+            raise ValueError(f"unknown list {mode!r}; choose one of {list(MODES)}")
+        self.session, self.mode = session, mode
+
+    @property
+    def patches(self) -> bool:
+        return self.mode == "patches"
+
+    def __len__(self) -> int:
+        s = self.session
+        if self.patches:
+            return len(s.peaks)
+        return len(s.default_items()) if self.mode == "errors" else len(s.items)
+
+    @property
+    def reviewed(self) -> np.ndarray:
+        """The session's flags for this view (a view of the array: setting it marks the session)."""
+        s = self.session
+        return s.reviewed if self.patches else s.items_reviewed[:len(self)]
+
+    def centre(self, i: int) -> tuple[float, float]:
+        if self.patches:
+            pk = self.session.peaks[i]
+            return pk.y + PATCH / 2, pk.x + PATCH / 2
+        it = self.session.items[i]
+        return float(it.y), float(it.x)
+
+    def labels_at(self, i: int, labels: np.ndarray | None = None) -> list[int]:
+        return self.session.peak_labels(i, labels) if self.patches else self.session.item_labels(i, labels)
+
+    def text(self, i: int) -> str:
+        mark = "[x]" if self.reviewed[i] else "[ ]"
+        if self.patches:
+            pk = self.session.peaks[i]
+            worms = ", ".join(str(k + 1) for k in pk.instances) or "-"
+            return f"{mark} #{i + 1}  H={pk.score:.3f}  ({pk.y},{pk.x})  instances {worms}"
+        it = self.session.items[i]
+        worms = ", ".join(str(k + 1) for k in it.instances) or "-"
+        return f"{mark} #{i + 1}  {it.description}: {it.fix}?  worms {worms}  (score {it.score:.0f})"
+
+    def next_open(self, start: int = 0) -> int | None:
+        """First unreviewed entry at or after ``start`` (wrapping), None when all are done."""
+        n, rev = len(self), self.reviewed
+        for k in range(n):
+            j = (start + k) % n
+            if not rev[j]:
+                return j
+        return None
+
+    def record_name(self) -> str:
+        return "peak" if self.patches else "item"
