@@ -305,8 +305,14 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
     from .data import InputError
     from .models import resolve_model
 
-    if workers < 1 or (max_wells is not None and max_wells < 0) or (draws is not None and draws < 1):
-        raise ValueError("workers and draws must be at least 1, max_wells at least 0")
+    from .validation import check, check_optional, check_writable_dir
+
+    workers = check("workers", workers, "workers")
+    max_wells = check_optional("max_wells", max_wells, "max_wells")
+    draws = check_optional("draws", draws, "draws")
+    threshold = check_optional("threshold", threshold, "threshold")
+    seed = check("seed", seed, "seed")
+    check_writable_dir(out_dir)
     wells = discover_wells(source, tuple(channel_patterns), well_regex)
     dup = sorted(s for s, n in Counter(w.stem for w in wells).items() if n > 1)
     if dup:
@@ -374,6 +380,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``probseg batch`` on the CLI's subparsers."""
     import argparse  # noqa: F811 (also imported for type checking)
 
+    from . import validation as V
+
     b = sub.add_parser(
         "batch", help="segment a folder of wells on Dask; summary.csv ranks wells for review",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -386,13 +394,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--channel-pattern", nargs="+", default=list(DEFAULT_CHANNELS), metavar="TEXT",
                    help="substring naming each channel's files, in model order (default: _w1_ _w2_)")
     b.add_argument("--well-regex", default=DEFAULT_WELL_REGEX, help="regex whose group 1 is the well name")
-    b.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="local worker processes")
+    b.add_argument("--workers", type=V.argparse_type("workers", "--workers"), default=min(os.cpu_count() or 1, 8), help="local worker processes")
     b.add_argument("--scheduler", help="address of a running Dask scheduler (instead of a local cluster)")
-    b.add_argument("--draws", type=int, default=None, help="Monte-Carlo draws (default: the model's)")
-    b.add_argument("--threshold", type=float, default=None)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--draws", type=V.argparse_type("draws", "--draws"), default=None, help="Monte-Carlo draws (default: the model's)")
+    b.add_argument("--threshold", type=V.argparse_type("threshold", "--threshold"), default=None)
+    b.add_argument("--seed", type=V.argparse_type("seed", "--seed"), default=0)
     b.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
-    b.add_argument("--max-wells", type=int, default=None, help="run at most this many remaining wells")
+    b.add_argument("--max-wells", type=V.argparse_type("max_wells", "--max-wells"), default=None, help="run at most this many remaining wells")
     b.set_defaults(func=cli_batch)
 
 

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .validation import InputError  # noqa: F401 (defined there so the CLI parser needs no torch)
+
 CHANNEL_TAGS = ("w1", "w2")  # fluorescence, brightfield
 _WELL_RE = re.compile(r"_([A-P]\d{2})_(w\d)_")
 
 
-class InputError(ValueError):
-    """Bad user input, with a message that says what is wrong and what to do."""
 
 
 @dataclass
@@ -144,12 +144,47 @@ def validate_image(image: np.ndarray, n_channels: int, min_size: int = 16) -> np
     return a
 
 
+NOISE_FLOOR = 40.0  # the intensity spread used is at least this many noise sigmas
+OUTLIER_RANK = 1e-4  # fraction of pixels (at least OUTLIER_MIN) clipped at each end before scaling
+OUTLIER_MIN = 16
+
+
+def noise_sigma(channel: np.ndarray) -> float:
+    """Pixel noise of one channel from neighbouring-pixel differences (MAD, robust to edges)."""
+    d = np.diff(np.asarray(channel, dtype=np.float32), axis=-1).ravel()
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
+
+
+def _rank_clip(channel: np.ndarray) -> np.ndarray:
+    """Clip the few most extreme pixels (hot or dead pixels) to the next ordinary value.
+
+    Why: a single saturated pixel (65535 in a 12-bit image) becomes a value ~100x above
+    anything the network saw in training and disturbs the embedding well beyond it.
+    Clipping by rank leaves normal images nearly untouched (the top 0.01 %).
+    """
+    flat = channel.ravel()
+    k = min(max(OUTLIER_MIN, int(math.ceil(OUTLIER_RANK * flat.size))), flat.size // 4)
+    if k < 1:
+        return channel
+    part = np.partition(flat, (k, flat.size - 1 - k))
+    return np.clip(channel, part[k], part[flat.size - 1 - k])
+
+
 def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
-    """Per-channel percentile normalisation to roughly [0, 1]; robust to the bright well rim."""
+    """Per-channel percentile normalisation to roughly [0, 1], robust to outliers and empty fields.
+
+    The bright well rim is above the ``high`` percentile; hot and dead pixels are clipped
+    by rank first.  The spread ``hi - lo`` is floored at NOISE_FLOOR noise sigmas, so a
+    field with nothing in it (only camera noise) is not stretched into worm-like texture;
+    on BBBC010 wells only the fluorescence channel of wells with hardly any dead worm
+    reaches the floor.  Training (``make_well``) and inference use this same function.
+    """
     out = np.empty_like(image, dtype=np.float32)
     for c in range(image.shape[0]):
-        lo, hi = np.percentile(image[c], [low, high])
-        out[c] = (image[c] - lo) / max(hi - lo, 1e-6)
+        ch = _rank_clip(np.asarray(image[c], dtype=np.float32))
+        lo, hi = np.percentile(ch, [low, high])
+        spread = max(float(hi - lo), NOISE_FLOOR * noise_sigma(ch), 1e-6)
+        out[c] = (ch - lo) / spread
     return out
 
 

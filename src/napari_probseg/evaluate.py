@@ -14,7 +14,7 @@ import numpy as np
 
 from .checkpoint import PostprocessConfig
 from .data import available_wells, default_data_dir, load_image, load_masks
-from .inference import predict
+from .inference import nonempty, predict
 from .metrics import aggregate, coco_ap, image_scores
 from .models import load_model
 from .devices import pick_device
@@ -63,7 +63,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     for well in tqdm(ok, desc="evaluating wells", unit="well"):
         pred = predict(lm.model, load_image(data_dir, well), post, draws, thr, dev, seed)
         gt = load_masks(data_dir, well)
-        keep = pred.instances.reshape(len(pred.instances), -1).any(1)
+        keep = nonempty(pred.instances)
         inst, prob = pred.instances[keep], pred.probabilities[keep]
         np.savez_compressed(out_dir / "predictions" / f"{well}.npz", probabilities=prob.astype(np.float16), instances=inst)
         per_image.append(image_scores(inst, gt))

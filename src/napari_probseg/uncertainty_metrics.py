@@ -160,7 +160,7 @@ def _correct(pred: np.ndarray, prob: np.ndarray | None, gt: np.ndarray, boxes: l
 
 
 def _nonempty(stack: np.ndarray) -> np.ndarray:
-    return stack[stack.reshape(len(stack), -1).any(1)] if len(stack) else stack
+    return stack[stack.reshape(len(stack), stack[0].size).any(1)] if len(stack) else stack
 
 
 def simulate_proofreading(predictions: dict[str, np.ndarray], probabilities: dict[str, np.ndarray] | None,
