@@ -56,6 +56,7 @@ class BatchResult:
     processed: int  # wells run in this call
     skipped: int  # wells already complete
     pending: int  # wells left for a later run (max_wells)
+    other_settings: int = 0  # wells in OUT with results of other settings, left out of the summary
 
 
 # ---------------------------------------------------------------- discovery
@@ -163,7 +164,8 @@ def _read_channels(well: WellInput) -> np.ndarray:
         if c.ndim != 2:
             raise InputError(f"{Path(f).name} holds an image of shape {c.shape}; each channel file must be one 2-D image")
     if len({c.shape for c in chans}) > 1:
-        raise InputError(f"channel files have different shapes {[c.shape for c in chans]}")
+        raise InputError("channel files have different shapes: "
+                         + ", ".join(f"{Path(f).name} {c.shape}" for f, c in zip(well.files, chans)))
     return np.stack(chans)
 
 
@@ -262,8 +264,16 @@ def is_complete(out: Path, well: WellInput, config: dict) -> bool:
     return rec is not None and rec.get("config") == config and _outputs_ok(Path(out), rec)
 
 
-def write_summary(out: str | Path) -> list[dict]:
-    """Rebuild ``summary.csv`` from every marker in ``out``: one row per well, worst first.
+def _markers(out: Path) -> set[str]:
+    """Stems of all wells with a done or error marker in ``out``."""
+    return {p.name.rsplit(".", 2)[0] for pat in ("*.done.json", "*.error.json") for p in out.glob(pat)}
+
+
+def write_summary(out: str | Path, config: dict | None = None) -> list[dict]:
+    """Rebuild ``summary.csv`` from the markers in ``out``: one row per well, worst first.
+
+    With ``config``, only wells run with these settings (model, draws, threshold, seed)
+    are listed, so one summary never ranks wells computed differently.
 
     ``review_rank`` 1 = the well to proofread first: wells are ranked by ``review_score``,
     the sum of their top-5 uncertainty-peak scores (ties: higher mean foreground entropy).
@@ -275,7 +285,7 @@ def write_summary(out: str | Path) -> list[dict]:
         rec = _load(p)
         if rec is not None and _outputs_ok(out, rec):
             recs[p.name[: -len(".done.json")]] = rec
-    rows = [r["row"] for r in recs.values() if r is not None]
+    rows = [r["row"] for r in recs.values() if r is not None and (config is None or r.get("config") == config)]
     ok = sorted((r for r in rows if r.get("status") == "ok"),
                 key=lambda r: (-r["review_score"], -r["entropy_mean_fg"], r["well"]))
     for i, r in enumerate(ok, 1):
@@ -323,14 +333,34 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
               "threshold": float(lm.postprocess.binarize if threshold is None else threshold), "seed": int(seed)}
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    _refuse_other_inputs(out, wells)
+    for f in out.glob(".*.partial"):  # left by a killed earlier run; nothing else writes here now
+        f.unlink(missing_ok=True)
     todo = [w for w in wells if not is_complete(out, w, config)]
     run = todo if max_wells is None else todo[:max_wells]
     try:
         if run:
             _run_on_dask(run, out, str(path), config, device, workers, scheduler, progress)
     finally:
-        rows = write_summary(out)  # also after Ctrl-C: every finished well is kept
-    return BatchResult(out / "summary.csv", rows, len(run), len(wells) - len(todo), len(todo) - len(run))
+        rows = write_summary(out, config)  # also after Ctrl-C: every finished well is kept
+    other = len(_markers(out)) - len(rows)
+    return BatchResult(out / "summary.csv", rows, len(run), len(wells) - len(todo), len(todo) - len(run), other)
+
+
+def _refuse_other_inputs(out: Path, wells: list[WellInput]) -> None:
+    """Refuse to mix in OUT results of same-named wells made from other files (another input folder)."""
+    from .data import InputError
+
+    clash = []
+    for w in wells:  # failed wells (error markers) have no results to lose: they are simply retried
+        rec = _load(out / f"{w.stem}.done.json")
+        inputs = ";".join(f or "" for f in w.files)
+        if rec is not None and rec["row"].get("inputs", inputs) != inputs:
+            clash.append((w.name, str(rec["row"]["inputs"]).split(";")[0]))
+    if clash:
+        names = ", ".join(n for n, _ in clash[:5]) + (" ..." if len(clash) > 5 else "")
+        raise InputError(f"{out} already holds results for well(s) {names} made from other input files "
+                         f"(e.g. {clash[0][1]}); use another --out for this input, or remove those results")
 
 
 def _run_on_dask(wells: list[WellInput], out: Path, model_path: str, config: dict, device: str,
@@ -413,6 +443,9 @@ def cli_batch(args: argparse.Namespace) -> int:
     worst = [r["well"] for r in res.rows if r.get("status") == "ok"][:5]
     print(f"{res.processed} wells run, {res.skipped} already done, {res.pending} left, "
           f"{len(failed)} failed -> {res.summary}")
+    if res.other_settings:
+        print(f"note: {res.other_settings} well(s) in {args.out} hold results of other settings (model, draws, "
+              "threshold or seed); they are not in summary.csv and are rerun when not limited by --max-wells")
     if worst:
         print(f"review first: {', '.join(worst)}")
     for r in failed:
