@@ -111,7 +111,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .train import TrainConfig, stop_on_signals, train
+    from .checkpoint import read_checkpoint
+    from .models import resolve_model
+    from .train import TrainConfig, resume_step, stop_on_signals, train
     from .validation import check_writable_dir
 
     cfg = TrainConfig(out_dir=args.out, data_dir=args.data or "", split=args.split, wells=_wells(args.wells),
@@ -122,6 +124,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if resume == "auto":
         last = Path(args.out) / "last.safetensors"
         resume = str(last) if last.exists() else None
+    if resume:  # a file that cannot be resumed is refused before data loading and the progress bar
+        header, tensors = read_checkpoint(resume)
+        resume_step(header, tensors, resume)
+    if args.init:
+        read_checkpoint(resolve_model(args.init))
     bar = tqdm(total=cfg.steps, desc="training", unit="step")
 
     def progress(step: int, terms: dict) -> None:

@@ -144,7 +144,7 @@ def validate_image(image: np.ndarray, n_channels: int, min_size: int = 16) -> np
     return a
 
 
-NOISE_FLOOR = 40.0  # the intensity spread used is at least this many noise sigmas
+NOISE_FLOOR = 40.0  # an image whose every channel spreads less than this many noise sigmas is empty
 OUTLIER_RANK = 1e-4  # fraction of pixels (at least OUTLIER_MIN) clipped at each end before scaling
 OUTLIER_MIN = 16
 
@@ -174,17 +174,25 @@ def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.nda
     """Per-channel percentile normalisation to roughly [0, 1], robust to outliers and empty fields.
 
     The bright well rim is above the ``high`` percentile; hot and dead pixels are clipped
-    by rank first.  The spread ``hi - lo`` is floored at NOISE_FLOOR noise sigmas, so a
-    field with nothing in it (only camera noise) is not stretched into worm-like texture;
-    on BBBC010 wells only the fluorescence channel of wells with hardly any dead worm
-    reaches the floor.  Training (``make_well``) and inference use this same function.
+    by rank first.  When *no* channel spreads beyond NOISE_FLOOR noise sigmas (a field with
+    nothing in it: outside the well, an empty well), each spread is floored there, so camera
+    noise is not stretched into worm-like texture.  Why all channels: in BBBC010 the
+    fluorescence of wells without dead worms is noise too, next to a brightfield full of
+    worms, and the models were trained on it stretched; flooring it alone changed results.
+    Training (``make_well``) and inference use this same function.
     """
-    out = np.empty_like(image, dtype=np.float32)
-    for c in range(image.shape[0]):
-        ch = _rank_clip(np.asarray(image[c], dtype=np.float32))
+    chans = [_rank_clip(np.asarray(image[c], dtype=np.float32)) for c in range(image.shape[0])]
+    lows, spreads, floors = [], [], []
+    for ch in chans:
         lo, hi = np.percentile(ch, [low, high])
-        spread = max(float(hi - lo), NOISE_FLOOR * noise_sigma(ch), 1e-6)
-        out[c] = (ch - lo) / spread
+        lows.append(float(lo))
+        spreads.append(float(hi - lo))
+        floors.append(NOISE_FLOOR * noise_sigma(ch))
+    empty = all(s < f for s, f in zip(spreads, floors))
+    out = np.empty((len(chans), *chans[0].shape), dtype=np.float32)
+    for c, ch in enumerate(chans):
+        spread = max(spreads[c], floors[c] if empty else 0.0, 1e-6)
+        out[c] = (ch - lows[c]) / spread
     return out
 
 

@@ -55,7 +55,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     thr = post.binarize if threshold is None else threshold
     ok, skipped = available_wells(data_dir, split)
     if wells:
-        ok = [w for w in ok if w in wells]
+        ok, skipped = select_wells(wells, ok, skipped, split)
     for w in skipped:
         print(f"skipping well {w}: a channel file is missing")
     per_image, counts, preds, probs, peaks, gts, scored, coco_scores = [], [], {}, {}, {}, {}, {}, []
@@ -90,6 +90,21 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     write_report(metrics, out_dir, data_dir, lm, post, draws, thr, seed)
     print(json.dumps({k: round(metrics[k], 4) for k in KEYS}))
     return metrics
+
+
+def select_wells(wells: list[str], ok: list[str], skipped: list[str], split: str) -> tuple[list[str], list[str]]:
+    """The requested wells of the split; InputError naming unknown or unusable ones (no silent empty run)."""
+    from .data import InputError
+
+    unknown = [w for w in wells if w not in ok and w not in skipped]
+    if unknown:
+        raise InputError(f"well(s) {', '.join(unknown)} not in split {split!r}, whose wells are "
+                         f"{', '.join(ok[:3] + ['...'] + ok[-2:]) if len(ok) > 5 else ', '.join(ok)}"
+                         " (give names like C10, space- or comma-separated)")
+    chosen = [w for w in ok if w in wells]
+    if not chosen:
+        raise InputError(f"well(s) {', '.join(wells)} lack a channel file; nothing to evaluate")
+    return chosen, [w for w in skipped if w in wells]
 
 
 def _row(name: str, vals: dict | tuple) -> str:
