@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tune", action="store_true", help="grid-search mean-shift bandwidth, threshold and minimum size by 2-fold CV first")
     ev.set_defaults(func=cmd_evaluate)
 
-    from .batch import add_parser as add_batch_parser  # light import: dask/torch load only when run
+    from .batch_cli import add_parser as add_batch_parser  # light import: dask/torch load only when run
 
     add_batch_parser(sub)
     return p
