@@ -228,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. Exit 0 done, 2 bad input (one line on stderr), 130 interrupted; never a traceback."""
     import os
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors return 2 (the message is printed); --help still exits
+        if exc.code in (0, None):
+            raise
+        return int(exc.code) if isinstance(exc.code, int) else 2
     try:
         return args.func(args)
     except KeyboardInterrupt:
