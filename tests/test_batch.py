@@ -173,3 +173,40 @@ def test_cli_clear_errors(tmp_path: Path, tiny_checkpoint: Path, capsys):
     assert "is one file" in capsys.readouterr().err
     assert main(["batch", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "channel patterns" in capsys.readouterr().err
+
+
+def test_same_names_from_another_folder_are_refused(tmp_path: Path, data_dir: Path, tiny_checkpoint: Path,
+                                                     scheduler: str, capsys):
+    """Issue 12.8: wells of the same name from another input folder must not overwrite or be skipped."""
+    out = tmp_path / "out"
+    crop_well(data_dir, "C03", tmp_path / "a")
+    crop_well(data_dir, "C03", tmp_path / "b")
+    run_batch(tmp_path / "a", out, tiny_checkpoint, draws=DRAWS, scheduler=scheduler, progress=False)
+    before = (out / "C03.done.json").read_text()
+    args = ["batch", str(tmp_path / "b"), "--out", str(out), "--model", str(tiny_checkpoint), "--draws", "2",
+            "--scheduler", scheduler]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "C03" in err and "other input files" in err and str(tmp_path / "a") in err
+    assert (out / "C03.done.json").read_text() == before
+
+
+def test_summary_lists_only_wells_of_the_current_settings(wells_dir: Path, tmp_path: Path, tiny_checkpoint: Path,
+                                                          scheduler: str):
+    out = tmp_path / "out"
+    run_batch(wells_dir, out, tiny_checkpoint, draws=DRAWS, scheduler=scheduler, progress=False)
+    r = run_batch(wells_dir, out, tiny_checkpoint, draws=1, max_wells=1, scheduler=scheduler, progress=False)
+    assert r.processed == 1 and r.pending == 2 and r.other_settings == 2
+    assert [row["well"] for row in summary(out)] == [r.rows[0]["well"]]
+
+
+def test_well_without_worms_is_ok(tmp_path: Path, data_dir: Path, tiny_checkpoint: Path, scheduler: str):
+    """Issue 12.1: a field outside the well (background only) is a valid, empty result."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for f in channel_files(data_dir, "C10").values():
+        tifffile.imwrite(inp / f.name, tifffile.imread(f)[:64, :64])
+    r = run_batch(inp, tmp_path / "out", "bbbc010-concrete", draws=DRAWS, scheduler=scheduler, progress=False)
+    assert r.rows[0]["status"] == "ok", r.rows[0]
+    (row,) = summary(tmp_path / "out")
+    assert row["status"] == "ok" and row["error"] == "" and row["instances"] == "0" and row["peaks"] == "0"

@@ -44,7 +44,7 @@ def test_bad_input_gives_message_not_traceback(tmp_path, tiny_checkpoint, capsys
 
 def test_bad_min_size_named(tmp_path, tiny_checkpoint, capsys):
     rc = main(["predict", "x.tif", "--model", str(tiny_checkpoint), "--out", str(tmp_path), "--min-size", "0"])
-    assert rc == 2 and "--min-size must be at least 1 pixel" in capsys.readouterr().err
+    assert rc == 2 and "--min-size: must be an integer >= 1" in capsys.readouterr().err
 
 
 def test_missing_model_named(tmp_path, capsys):

@@ -304,3 +304,34 @@ def test_reader_writer_and_samples(make_napari_viewer, qtbot, tmp_path, notes):
     bad.write_bytes(b"PK\x03\x04garbage")
     assert dock.open(bad) == []
     assert "bad.probseg.npz" in errors(notes)[-1]
+
+
+def test_field_without_worms_gives_an_empty_result_everywhere(make_napari_viewer, qtbot, tmp_path, notes):
+    """Issue 12.1: the bundled model on a corner outside the well: 0 instances, an empty review
+    list, no error; the proofreading dock walks nothing and fine-tuning on the empty labels starts."""
+    viewer = make_napari_viewer(show=True)
+    raw = load_sample("C10")[:, :64, :64]
+    for data, kwargs, kind in _channel_layers(raw, "corner", "sample:C10"):
+        viewer.add_image(data, **kwargs)
+    w = InferenceWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Segment worms")
+    w.draws.setValue(4)
+    run_and_wait(qtbot, w, timeout=120000)
+    assert not errors(notes) and "0 instances, 0 suspected errors, 0 uncertainty peaks" in w.status.text(), w.status.text()
+    sess: S.Session = viewer.layers["corner labels"].metadata["probseg_session"]
+    assert not viewer.layers["corner labels"].data.any() and sess.peaks == [] and len(sess.probabilities) == 0
+    dock = lookup(viewer, "proofreading")
+    assert dock is not None and dock.session is sess
+    dock.next_peak()  # nothing to visit: must not raise
+    S.Session.load(sess.save(tmp_path / "empty.probseg.npz"))
+    t = TrainingWidget(viewer)
+    viewer.window.add_dock_widget(t, name="Fine-tune")
+    t.init_edit.setText("bbbc010-concrete")
+    t.fast_cpu = False
+    t.steps.setValue(1)
+    t.batch.setValue(1)
+    t.out_edit.setText(str(tmp_path / "ft"))
+    assert t.start() is not None
+    qtbot.waitUntil(lambda: t.worker is None, timeout=120000)
+    assert t.checkpoint is not None and t.checkpoint.exists()
+    assert not errors(notes)

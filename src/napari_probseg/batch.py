@@ -55,6 +55,7 @@ class BatchResult:
     processed: int  # wells run in this call
     skipped: int  # wells already complete
     pending: int  # wells left for a later run (max_wells)
+    other_settings: int = 0  # wells in OUT with results of other settings, left out of the summary
 
 
 # ---------------------------------------------------------------- discovery
@@ -162,7 +163,8 @@ def _read_channels(well: WellInput) -> np.ndarray:
         if c.ndim != 2:
             raise InputError(f"{Path(f).name} holds an image of shape {c.shape}; each channel file must be one 2-D image")
     if len({c.shape for c in chans}) > 1:
-        raise InputError(f"channel files have different shapes {[c.shape for c in chans]}")
+        raise InputError("channel files have different shapes: "
+                         + ", ".join(f"{Path(f).name} {c.shape}" for f, c in zip(well.files, chans)))
     return np.stack(chans)
 
 
@@ -263,8 +265,16 @@ def is_complete(out: Path, well: WellInput, config: dict) -> bool:
     return rec is not None and rec.get("config") == config and _outputs_ok(Path(out), rec)
 
 
-def write_summary(out: str | Path) -> list[dict]:
-    """Rebuild ``summary.csv`` from every marker in ``out``: one row per well, worst first.
+def _markers(out: Path) -> set[str]:
+    """Stems of all wells with a done or error marker in ``out``."""
+    return {p.name.rsplit(".", 2)[0] for pat in ("*.done.json", "*.error.json") for p in out.glob(pat)}
+
+
+def write_summary(out: str | Path, config: dict | None = None) -> list[dict]:
+    """Rebuild ``summary.csv`` from the markers in ``out``: one row per well, worst first.
+
+    With ``config``, only wells run with these settings (model, draws, threshold, seed)
+    are listed, so one summary never ranks wells computed differently.
 
     ``review_rank`` 1 = the well to proofread first: wells are ranked by ``review_score``,
     the summed score of the well's review items (its ``_review.csv``, the suspected errors;
@@ -277,7 +287,7 @@ def write_summary(out: str | Path) -> list[dict]:
         rec = _load(p)
         if rec is not None and _outputs_ok(out, rec):
             recs[p.name[: -len(".done.json")]] = rec
-    rows = [r["row"] for r in recs.values() if r is not None]
+    rows = [r["row"] for r in recs.values() if r is not None and (config is None or r.get("config") == config)]
     ok = sorted((r for r in rows if r.get("status") == "ok"),
                 key=lambda r: (-r["review_score"], -r.get("review_items", 0), -r["entropy_mean_fg"], r["well"]))
     for i, r in enumerate(ok, 1):
@@ -307,8 +317,14 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
     from .data import InputError
     from .models import resolve_model
 
-    if workers < 1 or (max_wells is not None and max_wells < 0) or (draws is not None and draws < 1):
-        raise ValueError("workers and draws must be at least 1, max_wells at least 0")
+    from .validation import check, check_optional, check_writable_dir
+
+    workers = check("workers", workers, "workers")
+    max_wells = check_optional("max_wells", max_wells, "max_wells")
+    draws = check_optional("draws", draws, "draws")
+    threshold = check_optional("threshold", threshold, "threshold")
+    seed = check("seed", seed, "seed")
+    check_writable_dir(out_dir)
     wells = discover_wells(source, tuple(channel_patterns), well_regex)
     dup = sorted(s for s, n in Counter(w.stem for w in wells).items() if n > 1)
     if dup:
@@ -319,14 +335,34 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
               "threshold": float(lm.postprocess.binarize if threshold is None else threshold), "seed": int(seed)}
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    _refuse_other_inputs(out, wells)
+    for f in out.glob(".*.partial"):  # left by a killed earlier run; nothing else writes here now
+        f.unlink(missing_ok=True)
     todo = [w for w in wells if not is_complete(out, w, config)]
     run = todo if max_wells is None else todo[:max_wells]
     try:
         if run:
             _run_on_dask(run, out, str(path), config, device, workers, scheduler, progress)
     finally:
-        rows = write_summary(out)  # also after Ctrl-C: every finished well is kept
-    return BatchResult(out / "summary.csv", rows, len(run), len(wells) - len(todo), len(todo) - len(run))
+        rows = write_summary(out, config)  # also after Ctrl-C: every finished well is kept
+    other = len(_markers(out)) - len(rows)
+    return BatchResult(out / "summary.csv", rows, len(run), len(wells) - len(todo), len(todo) - len(run), other)
+
+
+def _refuse_other_inputs(out: Path, wells: list[WellInput]) -> None:
+    """Refuse to mix in OUT results of same-named wells made from other files (another input folder)."""
+    from .data import InputError
+
+    clash = []
+    for w in wells:  # failed wells (error markers) have no results to lose: they are simply retried
+        rec = _load(out / f"{w.stem}.done.json")
+        inputs = ";".join(f or "" for f in w.files)
+        if rec is not None and rec["row"].get("inputs", inputs) != inputs:
+            clash.append((w.name, str(rec["row"]["inputs"]).split(";")[0]))
+    if clash:
+        names = ", ".join(n for n, _ in clash[:5]) + (" ..." if len(clash) > 5 else "")
+        raise InputError(f"{out} already holds results for well(s) {names} made from other input files "
+                         f"(e.g. {clash[0][1]}); use another --out for this input, or remove those results")
 
 
 def _run_on_dask(wells: list[WellInput], out: Path, model_path: str, config: dict, device: str,
@@ -369,46 +405,3 @@ def _shutdown(client: Client, cluster: LocalCluster | None, futures: dict) -> No
         if close is not None:
             with contextlib.suppress(Exception):
                 close()
-
-
-# ---------------------------------------------------------------- command line
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``probseg batch`` on the CLI's subparsers."""
-    import argparse  # noqa: F811 (also imported for type checking)
-
-    b = sub.add_parser(
-        "batch", help="segment a folder of wells on Dask; summary.csv ranks wells for review",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Per well: the outputs of `probseg predict` and a <well>.done.json marker; then OUT/summary.csv "
-                    "(review_rank 1 = proofread first). Rerunning skips finished wells and retries failed ones.\n"
-                    "Exit status: 0 all wells ok, 1 some wells failed (see summary.csv), 2 bad arguments.")
-    b.add_argument("input", help="folder of channel TIFFs, a quoted glob ('data/*.tif'), or a CSV: well,channel1,channel2")
-    b.add_argument("--out", required=True, help="output folder")
-    b.add_argument("--model", default="bbbc010-concrete", help="bundled model name or .safetensors file")
-    b.add_argument("--channel-pattern", nargs="+", default=list(DEFAULT_CHANNELS), metavar="TEXT",
-                   help="substring naming each channel's files, in model order (default: _w1_ _w2_)")
-    b.add_argument("--well-regex", default=DEFAULT_WELL_REGEX, help="regex whose group 1 is the well name")
-    b.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="local worker processes")
-    b.add_argument("--scheduler", help="address of a running Dask scheduler (instead of a local cluster)")
-    b.add_argument("--draws", type=int, default=None, help="Monte-Carlo draws (default: the model's)")
-    b.add_argument("--threshold", type=float, default=None)
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
-    b.add_argument("--max-wells", type=int, default=None, help="run at most this many remaining wells")
-    b.set_defaults(func=cli_batch)
-
-
-def cli_batch(args: argparse.Namespace) -> int:
-    """Run ``probseg batch``; exit 1 when any well failed, so scripts notice."""
-    res = run_batch(args.input, args.out, args.model, draws=args.draws, threshold=args.threshold, seed=args.seed,
-                    device=args.device, workers=args.workers, scheduler=args.scheduler,
-                    channel_patterns=tuple(args.channel_pattern), well_regex=args.well_regex, max_wells=args.max_wells)
-    failed = [r for r in res.rows if r.get("status") != "ok"]
-    worst = [r["well"] for r in res.rows if r.get("status") == "ok"][:5]
-    print(f"{res.processed} wells run, {res.skipped} already done, {res.pending} left, "
-          f"{len(failed)} failed -> {res.summary}")
-    if worst:
-        print(f"review first: {', '.join(worst)}")
-    for r in failed:
-        print(f"  {r['well']}: {r['error']}")
-    return 1 if failed else 0

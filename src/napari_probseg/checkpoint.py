@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,23 +104,79 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         header = json.loads(meta["probseg"])
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"model file {path} has a corrupt header: {exc}") from exc
-    if header.get("format") != FORMAT:
-        raise CheckpointError(f"model file {path} has format {header.get('format')!r}, expected {FORMAT!r}")
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        got = header.get("format") if isinstance(header, dict) else header
+        raise CheckpointError(f"model file {path} has format {got!r}, expected {FORMAT!r}")
+    validate_header(header, path)
     return header, tensors
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Build the network described in the file's header and load its weights."""
-    header, tensors = read_checkpoint(path)
-    try:
-        cfg = ModelConfig.from_dict(header["model"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"model file {path}: bad model config: {exc}") from exc
-    model = UNet(cfg)
-    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+MAX_PARAMETERS = 50_000_000  # the bundled U-Nets have ~2 M; a header asking for more is not ours
+
+# key: (type, low, high) of the model config; None bounds are not checked
+_MODEL_SCHEMA: dict[str, tuple[type, float | None, float | None]] = {
+    "in_channels": (int, 1, 16), "base_filters": (int, 1, 128), "levels": (int, 1, 8),
+    "embed_dim": (int, 1, 256), "n_classes": (int, 3, 3), "temperature": (float, 1e-4, 10.0),
+    "init_dropout": (float, 1e-6, 0.999), "iota2": (float, 0.0, 1.0), "zeta": (float, 0.0, 1.0),
+    "n_train_samples": (int, 1, 10_000_000),
+}
+_POST_SCHEMA = {"bandwidth": "bandwidth", "threshold": "cluster_threshold", "min_size": "min_size",
+                "binarize": "threshold", "mc_draws": "draws"}
+
+
+def _typed(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return False
+    if kind is int:
+        return isinstance(value, int)
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def validate_header(header: Any, path: str | Path) -> None:
+    """Check an (untrusted) header against the schema before anything is built from it.
+
+    Why: a hand-edited or foreign header must give one clear message, not a traceback
+    and not an attempt to allocate a network of terabytes.
+    """
+    from .validation import RANGES
+
+    if not isinstance(header, dict):
+        raise CheckpointError(f"model file {path}: header is a JSON {type(header).__name__}, expected an object")
+    model, post, meta = header.get("model"), header.get("postprocess", {}), header.get("meta", {})
+    for name, value in (("model", model), ("postprocess", post), ("meta", meta)):
+        if not isinstance(value, dict):
+            raise CheckpointError(f"model file {path}: header entry {name!r} must be a JSON object")
+    unknown = sorted(set(model) - set(_MODEL_SCHEMA) - {"variant"})
+    if unknown:
+        raise CheckpointError(f"model file {path}: unknown model config keys {unknown}")
+    if model.get("variant", "concrete") not in ("concrete", "baseline"):
+        raise CheckpointError(f"model file {path}: model variant must be 'concrete' or 'baseline', "
+                              f"got {model.get('variant')!r}")
+    for key, value in model.items():
+        if key == "variant":
+            continue
+        kind, lo, hi = _MODEL_SCHEMA[key]
+        if not _typed(value, kind) or (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise CheckpointError(f"model file {path}: model.{key} must be {'an integer' if kind is int else 'a number'}"
+                                  f" in [{lo:g}, {hi:g}], got {value!r}")
+    for key, rng in _POST_SCHEMA.items():
+        if key in post and not RANGES[rng].ok(post[key]):
+            raise CheckpointError(f"model file {path}: postprocess.{key} must be {RANGES[rng].text()}, "
+                                  f"got {post[key]!r}")
+
+
+def build_model(header: dict, tensors: dict[str, torch.Tensor], path: str | Path) -> UNet:
+    """The network of a validated header with the file's weights; sizes checked on the meta device first."""
+    cfg = ModelConfig.from_dict(header["model"])
+    with torch.device("meta"):
+        shape_model = UNet(cfg)  # no memory: only shapes
+    n_params = sum(p.numel() for p in shape_model.parameters())
+    if n_params > MAX_PARAMETERS:
+        raise CheckpointError(f"model file {path}: its config describes {n_params:,} parameters "
+                              f"(more than {MAX_PARAMETERS:,}); not a napari-probseg model")
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    expected = shape_model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
             f"model file {path} does not match its config ({cfg.variant}, {cfg.in_channels} channels): "
@@ -130,7 +187,17 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
             raise CheckpointError(
                 f"model file {path}: tensor {k} has shape {tuple(v.shape)}, config expects {tuple(expected[k].shape)}"
             )
+        if not v.is_floating_point() or not torch.isfinite(v).all():
+            raise CheckpointError(f"model file {path}: tensor {k} holds NaN, infinite or non-float values")
+    model = UNet(cfg)
     model.load_state_dict(state)
+    return model
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Build the network described in the file's header and load its weights."""
+    header, tensors = read_checkpoint(path)
+    model = build_model(header, tensors, path)
     model.to(device).eval()
     return LoadedModel(
         model=model,

@@ -26,15 +26,27 @@ def _read_input(spec: str, n_channels: int):
 
     def read(p: str):
         path = Path(p)
-        if not path.exists():
-            raise InputError(f"input file {p} does not exist")
-        return np.load(path) if path.suffix == ".npy" else read_tiff(path)
+        if not path.is_file():
+            raise InputError(f"input file {p} does not exist" if not path.exists() else f"input {p} is not a file")
+        if path.suffix != ".npy":
+            return read_tiff(path)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"cannot read {p} as a .npy array: {exc}") from None
 
     parts = [s for s in spec.split(",") if s]
+    if not parts:
+        raise InputError(f"input {spec!r} names no file")
     if len(parts) > 1:
         chans = [read(p) for p in parts]
         if any(c.ndim != 2 for c in chans):
-            raise InputError(f"{spec}: each comma-separated file must hold one 2-D channel")
+            raise InputError(f"{spec}: each comma-separated file must hold one 2-D channel, got shapes "
+                             + ", ".join(f"{Path(p).name} {c.shape}" for p, c in zip(parts, chans)))
+        if len({c.shape for c in chans}) > 1:
+            raise InputError("channel files have different shapes: "
+                             + ", ".join(f"{Path(p).name} {c.shape}" for p, c in zip(parts, chans))
+                             + "; give channels of one image (same height and width)")
         return np.stack(chans), Path(parts[0]).stem
     img = read(parts[0])
     if img.ndim == 2 and n_channels > 1:
@@ -45,32 +57,53 @@ def _read_input(spec: str, n_channels: int):
     return img, Path(parts[0]).stem
 
 
+def _unique_stems(specs: list[str], stems: list[str]) -> None:
+    """Two inputs with one file name (from different folders) would overwrite each other's results."""
+    seen: dict[str, str] = {}
+    for spec, stem in zip(specs, stems):
+        if stem in seen:
+            from .data import InputError
+
+            raise InputError(f"inputs {seen[stem]} and {spec} would both write {stem}_* into --out; "
+                             "segment them into different --out folders or rename one")
+        seen[stem] = spec
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .data import validate_image
+    from .devices import pick_device
     from .inference import predict
     from .models import load_model
-    from .outputs import render_overview, write_prediction
-    from .devices import pick_device
+    from .outputs import output_paths, render_overview, write_prediction
+    from .validation import check_output_files, check_writable_dir
 
+    out = check_writable_dir(args.out)
     device = pick_device(args.device)
     lm = load_model(args.model, device)
     if args.min_size is not None:
-        if args.min_size < 1:
-            raise ValueError(f"--min-size must be at least 1 pixel, got {args.min_size}")
         lm.postprocess.min_size = args.min_size
-    for spec in args.inputs:
-        image, stem = _read_input(spec, lm.model.cfg.in_channels)
+    n = lm.model.cfg.in_channels
+    inputs = [_read_input(spec, n) for spec in args.inputs]  # every input checked before any compute
+    for spec, (image, _) in zip(args.inputs, inputs):
+        try:
+            validate_image(image, n, min_size=lm.model.cell)
+        except ValueError as exc:
+            raise type(exc)(f"{spec}: {exc}") from None
+    _unique_stems(args.inputs, [stem for _, stem in inputs])
+    for _, stem in inputs:
+        check_output_files(list(output_paths(out, stem).values()))
+    for image, stem in inputs:
         bar = tqdm(total=args.draws or lm.postprocess.mc_draws, desc=f"{stem}: MC draws", unit="draw")
         pred = predict(lm.model, image, lm.postprocess, args.draws, args.threshold, device, args.seed,
                        progress=lambda d, t: bar.update(1))
         bar.close()
         meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "threshold": pred.threshold, "seed": args.seed}
-        paths = write_prediction(pred, args.out, stem, meta)
+        paths = write_prediction(pred, out, stem, meta)
         if args.png:
-            paths["png"] = render_overview(image, pred, Path(args.out) / f"{stem}_overview.png", title=stem)
-        n = int(pred.instances.reshape(len(pred.instances), -1).any(1).sum())
-        print(f"{stem}: {n} instances, {len(pred.review_items())} suspected errors to review "
+            paths["png"] = render_overview(image, pred, out / f"{stem}_overview.png", title=stem)
+        print(f"{stem}: {pred.n_instances} instances, {len(pred.review_items())} suspected errors to review "
               f"({len(pred.peaks)} uncertainty peaks) -> {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -78,15 +111,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .train import TrainConfig, train
+    from .checkpoint import read_checkpoint
+    from .models import resolve_model
+    from .train import TrainConfig, resume_step, stop_on_signals, train
+    from .validation import check_writable_dir
 
-    cfg = TrainConfig(out_dir=args.out, data_dir=args.data or "", split=args.split, wells=args.wells or [],
+    cfg = TrainConfig(out_dir=args.out, data_dir=args.data or "", split=args.split, wells=_wells(args.wells),
                       variant=args.variant, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                       seed=args.seed, device=args.device, checkpoint_every=args.checkpoint_every)
+    check_writable_dir(args.out)
     resume = args.resume
     if resume == "auto":
         last = Path(args.out) / "last.safetensors"
         resume = str(last) if last.exists() else None
+    if resume:  # a file that cannot be resumed is refused before data loading and the progress bar
+        header, tensors = read_checkpoint(resume)
+        resume_step(header, tensors, resume)
+    if args.init:
+        read_checkpoint(resolve_model(args.init))
     bar = tqdm(total=cfg.steps, desc="training", unit="step")
 
     def progress(step: int, terms: dict) -> None:
@@ -94,22 +136,43 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{terms['total']:.3f}", ce=f"{terms['ce']:.3f}")
         bar.refresh()
 
-    path = train(cfg, resume=resume, init_from=args.init, progress=progress)
+    with stop_on_signals() as stop:
+        path = train(cfg, resume=resume, init_from=args.init, progress=progress, should_stop=stop.is_set)
     bar.close()
+    if stop.is_set():
+        print(f"probseg: interrupted ({stop.signal_name}); checkpoint of the last finished step saved: {path}\n"
+              f"continue with: probseg train --out {args.out} ... (--resume auto picks it up)", file=sys.stderr)
+        return 130
     print(f"checkpoint: {path}\nloss log: {Path(args.out) / 'log.csv'}")
     return 0
 
 
+def _wells(values: list[str] | None) -> list[str]:
+    """``--wells A01 A02`` and ``--wells A01,A02`` alike."""
+    return [w for v in values or [] for w in v.split(",") if w]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import run_evaluation
+    from .validation import check_writable_dir
 
+    check_writable_dir(args.out)
     run_evaluation(args.model, args.data, args.split, args.out, draws=args.draws, threshold=args.threshold,
-                   device=args.device, wells=args.wells, tune=args.tune, reuse=args.reuse)
+                   device=args.device, wells=_wells(args.wells) or None, tune=args.tune, reuse=args.reuse)
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): the message names the option and its range."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="probseg", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import validation as V
+
+    p = _Parser(prog="probseg", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("predict", help="segment images and rank uncertain places",
@@ -118,11 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="+", help="multi-channel TIFF, or channel files joined by commas (fluorescence,brightfield)")
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--model", default="bbbc010-concrete", help="bundled model name or .safetensors file")
-    pr.add_argument("--draws", type=int, default=None, help="Monte-Carlo draws (default: the model's, 8)")
-    pr.add_argument("--threshold", type=float, default=None, help="probability at which an instance pixel counts (default 0.75)")
+    pr.add_argument("--draws", type=V.argparse_type("draws", "--draws"), default=None, help="Monte-Carlo draws (default: the model's, 8)")
+    pr.add_argument("--threshold", type=V.argparse_type("threshold", "--threshold"), default=None, help="probability at which an instance pixel counts (default 0.75)")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--min-size", type=int, default=None,
+    pr.add_argument("--seed", type=V.argparse_type("seed", "--seed"), default=0)
+    pr.add_argument("--min-size", type=V.argparse_type("min_size", "--min-size"), default=None,
                     help="drop objects smaller than this many pixels (default: the model's; lower it for larvae)")
     pr.add_argument("--png", action="store_true", help="also write an overview picture")
     pr.set_defaults(func=cmd_predict)
@@ -131,15 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="run folder (checkpoints, log.csv)")
     tr.add_argument("--data", help="data folder with images/, masks/, splits/ (default ../shared/data/bbbc010)")
     tr.add_argument("--split", default="train")
-    tr.add_argument("--wells", nargs="*", help="train on these wells instead of the split")
+    tr.add_argument("--wells", nargs="+", help="train on these wells instead of the split (space- or comma-separated)")
     tr.add_argument("--variant", default="concrete", choices=["concrete", "baseline"])
-    tr.add_argument("--steps", type=int, default=1000)
-    tr.add_argument("--batch", type=int, default=4)
-    tr.add_argument("--crop", type=int, default=384, help="crop side in px; 384 beat 256 clearly on BBBC010")
-    tr.add_argument("--lr", type=float, default=1e-3)
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--steps", type=V.argparse_type("steps", "--steps"), default=1000)
+    tr.add_argument("--batch", type=V.argparse_type("batch", "--batch"), default=4)
+    tr.add_argument("--crop", type=V.argparse_type("crop", "--crop"), default=384, help="crop side in px; 384 beat 256 clearly on BBBC010")
+    tr.add_argument("--lr", type=V.argparse_type("lr", "--lr"), default=1e-3)
+    tr.add_argument("--seed", type=V.argparse_type("seed", "--seed"), default=0)
     tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    tr.add_argument("--checkpoint-every", type=int, default=500)
+    tr.add_argument("--checkpoint-every", type=V.argparse_type("checkpoint_every", "--checkpoint-every"), default=500)
     tr.add_argument("--resume", default="auto", help="checkpoint to resume, 'auto' (OUT/last.safetensors if present)")
     tr.add_argument("--init", help="start from this model's weights (fine-tuning)")
     tr.set_defaults(func=cmd_train)
@@ -148,10 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default="bbbc010-concrete")
     ev.add_argument("--data", default=None, help="BBBC010 folder (default ../shared/data/bbbc010)")
     ev.add_argument("--split", default="test")
-    ev.add_argument("--wells", nargs="*", help="only these wells")
+    ev.add_argument("--wells", nargs="+", help="only these wells (space- or comma-separated)")
     ev.add_argument("--out", required=True)
-    ev.add_argument("--draws", type=int, default=None)
-    ev.add_argument("--threshold", type=float, default=None)
+    ev.add_argument("--draws", type=V.argparse_type("draws", "--draws"), default=None)
+    ev.add_argument("--threshold", type=V.argparse_type("threshold", "--threshold"), default=None)
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--tune", action="store_true", help="grid-search mean-shift bandwidth, threshold and minimum size by 2-fold CV first")
     ev.add_argument("--reuse", metavar="EVAL_DIR", default=None,
@@ -159,25 +222,54 @@ def build_parser() -> argparse.ArgumentParser:
                          "and settings instead of running the network (minutes instead of an hour on a CPU)")
     ev.set_defaults(func=cmd_evaluate)
 
-    from .batch import add_parser as add_batch_parser  # light import: dask/torch load only when run
+    from .batch_cli import add_parser as add_batch_parser  # light import: dask/torch load only when run
 
     add_batch_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .data import InputError
+    """Run one command. Exit 0 done, 2 bad input (one line on stderr), 130 interrupted; never a traceback."""
+    import os
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors return 2 (the message is printed); --help still exits
+        if exc.code in (0, None):
+            raise
+        return int(exc.code) if isinstance(exc.code, int) else 2
     try:
         return args.func(args)
-    except (InputError, CheckpointError, ValueError, FileNotFoundError) as exc:
-        print(f"probseg: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("probseg: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 (the one place that turns errors into a message)
+        return _report(exc, os.environ.get("PROBSEG_DEBUG") == "1")
+
+
+def _report(exc: Exception, debug: bool) -> int:
+    """One line for the user: 2 for bad input or an unusable file or folder, 1 for anything else."""
+    from .checkpoint import CheckpointError
+    from .data import InputError
+
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    if isinstance(exc, (InputError, CheckpointError, ValueError, FileNotFoundError)):
+        print(f"probseg: error: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"probseg: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    if isinstance(exc, MemoryError):
+        print("probseg: error: out of memory; use a smaller image, fewer --draws or a smaller --batch/--crop",
+              file=sys.stderr)
+        return 2
+    print(f"probseg: internal error: {type(exc).__name__}: {exc} (rerun with PROBSEG_DEBUG=1 for details and "
+          "please report it)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .validation import InputError  # noqa: F401 (defined there so the CLI parser needs no torch)
+
 CHANNEL_TAGS = ("w1", "w2")  # fluorescence, brightfield
 _WELL_RE = re.compile(r"_([A-P]\d{2})_(w\d)_")
 
 
-class InputError(ValueError):
-    """Bad user input, with a message that says what is wrong and what to do."""
 
 
 @dataclass
@@ -144,12 +144,55 @@ def validate_image(image: np.ndarray, n_channels: int, min_size: int = 16) -> np
     return a
 
 
+NOISE_FLOOR = 40.0  # an image whose every channel spreads less than this many noise sigmas is empty
+OUTLIER_RANK = 1e-4  # fraction of pixels (at least OUTLIER_MIN) clipped at each end before scaling
+OUTLIER_MIN = 16
+
+
+def noise_sigma(channel: np.ndarray) -> float:
+    """Pixel noise of one channel from neighbouring-pixel differences (MAD, robust to edges)."""
+    d = np.diff(np.asarray(channel, dtype=np.float32), axis=-1).ravel()
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
+
+
+def _rank_clip(channel: np.ndarray) -> np.ndarray:
+    """Clip the few most extreme pixels (hot or dead pixels) to the next ordinary value.
+
+    Why: a single saturated pixel (65535 in a 12-bit image) becomes a value ~100x above
+    anything the network saw in training and disturbs the embedding well beyond it.
+    Clipping by rank leaves normal images nearly untouched (the top 0.01 %).
+    """
+    flat = channel.ravel()
+    k = min(max(OUTLIER_MIN, int(math.ceil(OUTLIER_RANK * flat.size))), flat.size // 4)
+    if k < 1:
+        return channel
+    part = np.partition(flat, (k, flat.size - 1 - k))
+    return np.clip(channel, part[k], part[flat.size - 1 - k])
+
+
 def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
-    """Per-channel percentile normalisation to roughly [0, 1]; robust to the bright well rim."""
-    out = np.empty_like(image, dtype=np.float32)
-    for c in range(image.shape[0]):
-        lo, hi = np.percentile(image[c], [low, high])
-        out[c] = (image[c] - lo) / max(hi - lo, 1e-6)
+    """Per-channel percentile normalisation to roughly [0, 1], robust to outliers and empty fields.
+
+    The bright well rim is above the ``high`` percentile; hot and dead pixels are clipped
+    by rank first.  When *no* channel spreads beyond NOISE_FLOOR noise sigmas (a field with
+    nothing in it: outside the well, an empty well), each spread is floored there, so camera
+    noise is not stretched into worm-like texture.  Why all channels: in BBBC010 the
+    fluorescence of wells without dead worms is noise too, next to a brightfield full of
+    worms, and the models were trained on it stretched; flooring it alone changed results.
+    Training (``make_well``) and inference use this same function.
+    """
+    chans = [_rank_clip(np.asarray(image[c], dtype=np.float32)) for c in range(image.shape[0])]
+    lows, spreads, floors = [], [], []
+    for ch in chans:
+        lo, hi = np.percentile(ch, [low, high])
+        lows.append(float(lo))
+        spreads.append(float(hi - lo))
+        floors.append(NOISE_FLOOR * noise_sigma(ch))
+    empty = all(s < f for s, f in zip(spreads, floors))
+    out = np.empty((len(chans), *chans[0].shape), dtype=np.float32)
+    for c, ch in enumerate(chans):
+        spread = max(spreads[c], floors[c] if empty else 0.0, 1e-6)
+        out[c] = (ch - lows[c]) / spread
     return out
 
 

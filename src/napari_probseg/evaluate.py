@@ -17,7 +17,7 @@ import numpy as np
 
 from .checkpoint import PostprocessConfig
 from .data import available_wells, default_data_dir, load_image, load_masks
-from .inference import PATCH, Prediction, bernoulli_entropy, predict, uncertainty_peaks
+from .inference import PATCH, Prediction, bernoulli_entropy, nonempty, predict, uncertainty_peaks
 from .metrics import aggregate, coco_ap, image_scores
 from .review import write_review_csv
 from .review_metrics import review_summary, score_well
@@ -55,7 +55,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     thr = post.binarize if threshold is None else threshold
     ok, skipped = available_wells(data_dir, split)
     if wells:
-        ok = [w for w in ok if w in wells]
+        ok, skipped = select_wells(wells, ok, skipped, split)
     for w in skipped:
         print(f"skipping well {w}: a channel file is missing")
     per_image, counts, preds, probs, peaks, gts, scored, coco_scores = [], [], {}, {}, {}, {}, {}, []
@@ -65,7 +65,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         pred = saved_prediction(Path(reuse), well, thr) if reuse else \
             predict(lm.model, load_image(data_dir, well), post, draws, thr, dev, seed)
         gt = load_masks(data_dir, well)
-        keep = pred.instances.reshape(len(pred.instances), -1).any(1)
+        keep = nonempty(pred.instances)
         inst, prob = pred.instances[keep], pred.probabilities[keep]
         _save(out_dir / "predictions" / f"{well}.npz", pred, keep)
         per_image.append(image_scores(inst, gt))
@@ -100,6 +100,21 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     write_report(metrics, out_dir, data_dir, lm, post, draws, thr, seed, reuse)
     print(json.dumps({k: round(metrics[k], 4) for k in KEYS}))
     return metrics
+
+
+def select_wells(wells: list[str], ok: list[str], skipped: list[str], split: str) -> tuple[list[str], list[str]]:
+    """The requested wells of the split; InputError naming unknown or unusable ones (no silent empty run)."""
+    from .data import InputError
+
+    unknown = [w for w in wells if w not in ok and w not in skipped]
+    if unknown:
+        raise InputError(f"well(s) {', '.join(unknown)} not in split {split!r}, whose wells are "
+                         f"{', '.join(ok[:3] + ['...'] + ok[-2:]) if len(ok) > 5 else ', '.join(ok)}"
+                         " (give names like C10, space- or comma-separated)")
+    chosen = [w for w in ok if w in wells]
+    if not chosen:
+        raise InputError(f"well(s) {', '.join(wells)} lack a channel file; nothing to evaluate")
+    return chosen, [w for w in skipped if w in wells]
 
 
 def _row(name: str, vals: dict | tuple) -> str:
@@ -139,7 +154,7 @@ def saved_prediction(folder: Path, well: str, threshold: float) -> Prediction:
             raise ValueError(f"{path} predates the saved all_probabilities; evaluate again without --reuse")
         probs, inst = z["all_probabilities"].astype(np.float32), z["instances"].astype(bool)
     binar = probs >= threshold
-    if not np.array_equal(binar[binar.reshape(len(binar), -1).any(1)], inst):
+    if not np.array_equal(binar[nonempty(binar)], inst):
         raise ValueError(f"{path} was binarised at another threshold than {threshold}")
     ent = bernoulli_entropy(probs).max(0).astype(np.float32) if len(probs) else np.zeros(probs.shape[1:], np.float32)
     return Prediction(probs, binar, ent, uncertainty_peaks(ent, probs), [], threshold)

@@ -56,7 +56,12 @@ class Prediction:
 
     def binary_instances(self) -> np.ndarray:
         """The non-empty binarised instances: what the metrics score."""
-        return self.instances[self.instances.reshape(len(self.instances), -1).any(1)]
+        return self.instances[nonempty(self.instances)]
+
+    @property
+    def n_instances(self) -> int:
+        """How many binarised instances are non-empty (0 for an empty field)."""
+        return int(nonempty(self.instances).sum())
 
     def labels(self) -> np.ndarray:
         """A label image (0 = background); where instances overlap the later one wins."""
@@ -66,12 +71,22 @@ class Prediction:
         return lab
 
 
+def nonempty(stack: np.ndarray) -> np.ndarray:
+    """Per slice of an [N,H,W] stack, whether it has any True pixel; safe for N = 0.
+
+    Why: ``stack.reshape(len(stack), -1)`` fails on an empty stack (numpy cannot infer -1
+    from size 0), and an image without worms is a valid input.
+    """
+    a = np.asarray(stack)
+    return a.reshape(a.shape[0], int(np.prod(a.shape[1:], dtype=np.int64))).any(1)
+
+
 def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU matrix [len(a), len(b)] of two bool stacks."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
-    fa = a.reshape(len(a), -1).astype(np.float32)
-    fb = b.reshape(len(b), -1).astype(np.float32)
+    fa = a.reshape(len(a), a[0].size).astype(np.float32)
+    fb = b.reshape(len(b), b[0].size).astype(np.float32)
     inter = fa @ fb.T
     union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
     return inter / np.maximum(union, 1)
@@ -188,9 +203,14 @@ def predict(
     ``progress(done, total)`` is called after each draw is clustered; ``should_stop()``
     is checked between draws and raises ``Cancelled``.
     """
+    from .validation import check
+
     post = post or PostprocessConfig()
-    draws = draws or post.mc_draws
-    threshold = post.binarize if threshold is None else threshold
+    draws = check("draws", post.mc_draws if draws is None else draws, "draws")
+    threshold = check("threshold", post.binarize if threshold is None else threshold, "threshold")
+    check("min_size", post.min_size, "minimum size")
+    check("bandwidth", post.bandwidth, "bandwidth")
+    check("cluster_threshold", post.threshold, "cluster threshold")
     x = prepare_input(image, model)
     stacks = []
     for i, (emb, logits) in enumerate(

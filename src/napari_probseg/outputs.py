@@ -18,18 +18,31 @@ def _atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dict | None = None) -> dict[str, Path]:
-    import tifffile
-
+def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
+    """The files ``write_prediction`` writes for ``stem`` (checked before any compute)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {
+    return {
         "labels": out / f"{stem}_labels.tif",
         "probabilities": out / f"{stem}_probabilities.npz",
         "entropy": out / f"{stem}_entropy.tif",
         "peaks": out / f"{stem}_peaks.csv",
         "review": out / f"{stem}_review.csv",  # the default review list, as the dock shows it
     }
+
+
+def remove_stale_partials(folder: Path, names: list[str]) -> None:
+    """Delete ``.<name>.partial`` leftovers of a killed earlier write of these outputs."""
+    for name in names:
+        (folder / f".{name}.partial").unlink(missing_ok=True)
+
+
+def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dict | None = None) -> dict[str, Path]:
+    import tifffile
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(out, stem)
+    remove_stale_partials(out, [p.name for p in paths.values()])
     _atomic(paths["labels"], lambda p: tifffile.imwrite(p, pred.labels(), compression="zlib", photometric="minisblack"))
     _atomic(paths["entropy"], lambda p: tifffile.imwrite(p, pred.entropy, compression="zlib", photometric="minisblack"))
 
@@ -77,7 +90,7 @@ def render_overview(image: np.ndarray, pred: Prediction, path: str | Path, title
     axes[0].imshow(rgb)
     axes[0].set_title("input (red: fluorescence, grey: brightfield)")
     axes[1].imshow(label2rgb(pred.labels(), bg_label=0))
-    axes[1].set_title(f"{int(pred.instances.reshape(len(pred.instances), -1).any(1).sum())} instances (p >= {pred.threshold})")
+    axes[1].set_title(f"{pred.n_instances} instances (p >= {pred.threshold})")
     im = axes[2].imshow(pred.entropy, cmap="magma", vmin=0, vmax=np.log(2))
     for pk in pred.peaks[:top_peaks]:
         axes[2].add_patch(plt.Rectangle((pk.x - 6, pk.y - 6), 16, 16, fill=False, ec="cyan", lw=1))

@@ -270,6 +270,6 @@ def instances_by_min_size(labels: np.ndarray, fg_idx: np.ndarray, n_clusters: in
     if not masks:
         return {m: np.zeros((0, h, w), dtype=bool) for m in min_sizes}
     out = overlap_heuristic(np.stack(masks), overlap)
-    final = out.reshape(len(out), -1).sum(1)
+    final = out.reshape(len(out), h * w).sum(1)
     smaller = np.minimum(np.array(sizes), final)
     return {m: out[smaller >= m] for m in min_sizes}

@@ -20,6 +20,7 @@ import re
 import time
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from .inference import PATCH, Peak, uncertainty_peaks
 from .review import ReviewConfig, ReviewItem, items_from_arrays, items_to_arrays, review_items
+from .safe_npz import SafeNpz
 
 FORMAT = "napari-probseg-session/1"
 SUFFIX = ".probseg.npz"
@@ -181,9 +183,9 @@ class Session:
         path = Path(path)
         z = _open_npz(path)
         with z:
-            if "format" not in z.files or str(z["format"]) != FORMAT:
-                raise SessionError(f"{path} is not a napari-probseg session file (format {FORMAT!r} expected)")
             try:
+                if "format" not in z.files or str(z["format"]) != FORMAT:
+                    raise SessionError(f"{path} is not a napari-probseg session file (format {FORMAT!r} expected)")
                 p = z["peaks"].reshape(-1, 3)
                 inst, off = z["peak_instances"], z["peak_offsets"]
                 peaks = [Peak(float(s), int(y), int(x), inst[off[i]:off[i + 1]].tolist()) for i, (s, y, x) in enumerate(p)]
@@ -205,11 +207,13 @@ class Session:
                     items_reviewed=z["items_reviewed"].astype(bool) if "items_reviewed" in z.files else None,
                 )
             except SessionError as exc:
+                if str(path) in str(exc):
+                    raise
                 raise SessionError(f"{path}: inconsistent session: {exc}") from exc
-            except (KeyError, ValueError, IndexError, TypeError, zipfile.BadZipFile, OSError) as exc:
+            except _DAMAGE as exc:
                 raise SessionError(f"{path} is a damaged napari-probseg session file ({type(exc).__name__}: {exc}); "
                                    "try its autosave copy") from exc
-        if s.probabilities.shape[1:] != s.labels.shape:
+        if s.probabilities.ndim != 3 or s.probabilities.shape[1:] != s.labels.shape or s.labels.ndim != 2:
             raise SessionError(f"{path}: probabilities {s.probabilities.shape} do not match labels {s.labels.shape}")
         return s
 
@@ -228,7 +232,7 @@ class Session:
                 ent = z["entropy"].astype(np.float32)
                 thr = float(z["threshold"])
                 meta = _literal_dict(str(z["meta"])) if "meta" in z.files else {}
-            except (ValueError, zipfile.BadZipFile, OSError) as exc:
+            except _DAMAGE as exc:
                 raise SessionError(f"{path} is damaged ({type(exc).__name__}: {exc})") from exc
         stem = path.name[: -len("_probabilities.npz")] if path.name.endswith("_probabilities.npz") else path.stem
         csv_path = path.with_name(f"{stem}_peaks.csv")
@@ -248,14 +252,19 @@ def _write_npz(f, arrays: dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(member, np.asanyarray(a), allow_pickle=False)
 
 
-def _open_npz(path: Path):
+def _open_npz(path: Path) -> SafeNpz:
     if not path.is_file():
         raise SessionError(f"session file {path} does not exist")
     try:
-        return np.load(path, allow_pickle=False)
+        return SafeNpz(path)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise SessionError(f"{path} is not a readable .npz file ({type(exc).__name__}: {exc}); "
                            "it may be truncated or not a napari-probseg file") from exc
+
+
+# everything a damaged member can raise while it is read and decoded
+_DAMAGE = (KeyError, ValueError, IndexError, TypeError, zipfile.BadZipFile, OSError, EOFError, zlib.error,
+           MemoryError, OverflowError, json.JSONDecodeError)
 
 
 def _literal_dict(text: str) -> dict:
@@ -306,10 +315,39 @@ def autosave_path(image_name: str, folder: str | Path | None = None) -> Path:
     return Path(folder or autosave_dir()) / f"{safe}{SUFFIX}"
 
 
+def remove_stale_partials(folder: str | Path) -> list[Path]:
+    """Delete ``.<name>.probseg.npz.<pid>.partial`` files whose writer process is gone.
+
+    Why: a save killed with ``kill -9`` leaves its temporary file; the finished file it
+    would have replaced is intact, so the leftover is only clutter (and disk space).
+    """
+    removed = []
+    for f in Path(folder).glob(f".*{SUFFIX}.*.partial"):
+        pid = f.name[: -len(".partial")].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def autosave(session: Session, folder: str | Path | None = None) -> Path:
     """Save to the autosave slot of the image; another session's autosave there is kept
     under a name with its id rather than overwritten."""
     path = autosave_path(session.image_name, folder)
+    if path.parent.is_dir():
+        remove_stale_partials(path.parent)
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:

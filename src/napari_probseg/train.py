@@ -6,17 +6,20 @@ have taken (given the same device and thread count).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
-from .checkpoint import PostprocessConfig, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, PostprocessConfig, build_model, read_checkpoint, save_checkpoint
 from .devices import cpu_supports_bf16, pick_device
 from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, dihedral_batch, load_well, random_warp_batch
 from .losses import total_loss
@@ -66,8 +69,56 @@ class TrainConfig:
     time_budget_s: float = 0.0  # >0: choose `steps` from the measured step time to end in this time
 
     def __post_init__(self) -> None:
+        from .validation import check
+
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"unknown augment {self.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
+        for name in ("steps", "batch", "crop", "lr", "checkpoint_every", "seed"):
+            check(name, getattr(self, name), name)
+
+
+class StopRequest:
+    """Set by SIGINT/SIGTERM; passed to ``train`` as ``should_stop=stop.is_set``."""
+
+    def __init__(self) -> None:
+        self.signal_name = ""
+
+    def is_set(self) -> bool:
+        return bool(self.signal_name)
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopRequest]:
+    """Turn Ctrl-C / SIGTERM into a stop request, so training ends after the current step and
+    saves ``last.safetensors`` (resumable) instead of dying with the work since the last
+    periodic checkpoint.  A second signal interrupts at once.  Main thread only; elsewhere a no-op.
+    """
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.signal_name = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def resume_step(header: dict, tensors: dict[str, torch.Tensor], path: str | Path) -> int:
+    """The step a resume checkpoint was saved at; CheckpointError for a weights-only file."""
+    step = header.get("meta", {}).get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0 or not {
+            "extra.rng.data", "extra.rng.torch"} <= set(tensors):
+        raise CheckpointError(f"{path} is not a resume checkpoint (no step or random-generator state); "
+                              "to start from its weights use --init instead of --resume")
+    return step
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -169,15 +220,14 @@ def train(
     resume_tensors: dict[str, torch.Tensor] = {}
     if init_from or resume:
         header, tensors = read_checkpoint(resume or init_from)
-        model = UNet(ModelConfig.from_dict(header["model"]))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        model = build_model(header, tensors, resume or init_from)
         post = PostprocessConfig.from_dict(header.get("postprocess", {}))
         if not resume:  # a new phase from shipped weights: this run's regulariser scale and rates
             model.cfg.n_train_samples = cfg.concrete_n
             if cfg.reset_dropout:
                 model.set_dropout_rate(cfg.init_dropout)
         if resume:
-            start = int(header["meta"]["step"])
+            start = resume_step(header, tensors, resume)
             resume_tensors = tensors
             gen.set_state(tensors["extra.rng.data"])
             torch.set_rng_state(tensors["extra.rng.torch"])

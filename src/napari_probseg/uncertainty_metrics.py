@@ -166,7 +166,7 @@ def correct_instances(pred: np.ndarray, present: np.ndarray, gt: np.ndarray, hit
 
 
 def _nonempty(stack: np.ndarray) -> np.ndarray:
-    return stack[stack.reshape(len(stack), -1).any(1)] if len(stack) else stack
+    return stack[stack.reshape(len(stack), stack[0].size).any(1)] if len(stack) else stack
 
 
 def simulate_proofreading(predictions: dict[str, np.ndarray], probabilities: dict[str, np.ndarray] | None,

@@ -33,6 +33,18 @@ def lookup(viewer: "napari.Viewer", role: str) -> Any | None:
     return w
 
 
+def int_box(name: str, value: int, maximum: int | None = None, **kw: Any) -> Any:
+    """A QSpinBox limited to ``validation.RANGES[name]`` (``maximum`` may only narrow it)."""
+    from qtpy.QtWidgets import QSpinBox
+
+    from ..validation import RANGES
+
+    r = RANGES[name]
+    lo = int(r.lo) + (1 if r.lo_open else 0)
+    hi = min(int(r.hi), 2**31 - 1, maximum if maximum is not None else 2**31 - 1)
+    return QSpinBox(minimum=lo, maximum=hi, value=value, **kw)
+
+
 def error(message: str) -> None:
     """A readable notification instead of a traceback (the console log keeps details)."""
     log.warning(message)

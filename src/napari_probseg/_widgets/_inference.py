@@ -87,10 +87,10 @@ class InferenceWidget(QWidget):
         self.layer_labels = [QLabel("Fluorescence (w1)"), QLabel("Brightfield (w2)")]
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
-        self.draws = QSpinBox(minimum=1, maximum=200, value=8)
+        self.draws = C.int_box("draws", 8)
         self.threshold = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=0.75)
-        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
-        self.min_size = QSpinBox(minimum=1, maximum=1_000_000, value=50, suffix=" px")
+        self.seed = C.int_box("seed", 0)
+        self.min_size = C.int_box("min_size", 50, suffix=" px")
         self.min_size.setToolTip("Objects smaller than this are dropped. Each model brings its own value "
                                  "(the BBBC010 models: fragments smaller than a whole adult worm); lower it "
                                  "for larvae or a lower magnification.")
@@ -202,6 +202,7 @@ class InferenceWidget(QWidget):
         """Check the chosen layers and copy their data; None (after a notification) if unusable."""
         from ..data import InputError, validate_image
         from ..train import pick_device
+        from ..validation import check
 
         if self._loaded is None:
             C.error("No usable model: choose a bundled model or a .safetensors checkpoint first.")
@@ -230,6 +231,9 @@ class InferenceWidget(QWidget):
         image = np.stack([np.array(l.data) for l in layers])
         try:
             validate_image(image, n, min_size=self._loaded.model.cell)
+            for name, box in (("draws", self.draws), ("threshold", self.threshold), ("seed", self.seed),
+                              ("min_size", self.min_size)):
+                check(name, box.value(), name.replace("_", " "))
             device = str(pick_device(self.device.currentText()))
         except (InputError, ValueError) as exc:
             C.error(str(exc))
@@ -294,7 +298,7 @@ class InferenceWidget(QWidget):
         session = Session.from_prediction(pred, job.image_name, job.image, image_source=job.source,
                                           channel_names=names, meta=meta)
         self._replace_results(session, job)
-        n = int(pred.instances.reshape(len(pred.instances), -1).any(1).sum())
+        n = pred.n_instances
         self.status.setText(f"{job.image_name}: {n} instances, {len(session.default_items())} suspected errors, "
                             f"{len(pred.peaks)} uncertainty peaks "
                             f"({meta['seconds']:.1f} s, {job.draws} draws on {job.device})")

@@ -52,9 +52,9 @@ class TrainingWidget(QWidget):
         self.init_edit.setPlaceholderText("model to start from (.safetensors or bundled name)")
         self.extra_edit = QLineEdit()
         self.extra_edit.setPlaceholderText("optional BBBC010-style folders, ';'-separated")
-        self.steps = QSpinBox(minimum=1, maximum=100000, value=300)
-        self.batch = QSpinBox(minimum=1, maximum=64, value=4)
-        self.crop = QSpinBox(minimum=32, maximum=2048, singleStep=32, value=384)  # as the bundled model
+        self.steps = C.int_box("steps", 300, maximum=100000)
+        self.batch = C.int_box("batch", 4, maximum=64)
+        self.crop = C.int_box("crop", 384, maximum=2048, singleStep=32)  # as the bundled model
         self.lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=1e-2, singleStep=1e-5, value=1e-4)
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
@@ -141,6 +141,7 @@ class TrainingWidget(QWidget):
         from napari.qt.threading import create_worker
 
         from ..train import TrainConfig
+        from ..validation import check_writable_dir
 
         if self.worker is not None:
             C.info("Training is already running.")
@@ -152,8 +153,8 @@ class TrainingWidget(QWidget):
         session: S.Session = layer.metadata["probseg_session"]
         labels = np.array(layer.data)
         image = session.image if session.image is not None else self._image_from_layers(session)
-        if image is None or not labels.any():
-            C.error("Fine-tuning needs the image and a non-empty label image; open the image layers of "
+        if image is None:  # an empty label image is fine: it teaches that this field holds no worm
+            C.error("Fine-tuning needs the image; open the image layers of "
                     f"'{session.image_name}' ({', '.join(session.channel_names) or 'unknown'}).")
             return None
         init = self.init_edit.text().strip()
@@ -163,9 +164,14 @@ class TrainingWidget(QWidget):
         out = self.out_edit.text().strip() or str(Path.home() / ".napari-probseg" / "finetune" /
                                                  f"{session.image_name}-{time.strftime('%Y%m%d-%H%M%S')}")
         steps = self.steps.value()
-        cfg = TrainConfig(out_dir=out, steps=steps, batch=self.batch.value(), lr=self.lr.value(),
-                          crop=min(self.crop.value(), *labels.shape), warmup=max(1, min(50, steps // 5)),
-                          device=self.device.currentText(), checkpoint_every=max(steps, 1), fast_cpu=self.fast_cpu)
+        try:
+            cfg = TrainConfig(out_dir=out, steps=steps, batch=self.batch.value(), lr=self.lr.value(),
+                              crop=min(self.crop.value(), *labels.shape), warmup=max(1, min(50, steps // 5)),
+                              device=self.device.currentText(), checkpoint_every=max(steps, 1), fast_cpu=self.fast_cpu)
+            check_writable_dir(out, "output folder")
+        except ValueError as exc:
+            C.error(f"Cannot fine-tune: {exc}")
+            return None
         extra = [p for p in self.extra_edit.text().split(";") if p.strip()]
         self.trained_on = session
         self._stop.clear()
