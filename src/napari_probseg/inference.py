@@ -44,6 +44,11 @@ class Prediction:
     draws: list[np.ndarray]  # the T post-processed draws
     threshold: float
 
+    @property
+    def draw_counts(self) -> list[int]:
+        """How many instances each MC draw found (the spread feeds the count interval)."""
+        return [len(d) for d in self.draws]
+
     def binary_instances(self) -> np.ndarray:
         """The non-empty binarised instances: what the metrics score."""
         return self.instances[self.instances.reshape(len(self.instances), -1).any(1)]
