@@ -32,9 +32,11 @@ if TYPE_CHECKING:
 DEFAULT_CHANNELS = ("_w1_", "_w2_")  # BBBC010: fluorescence, brightfield
 DEFAULT_WELL_REGEX = r"_([A-Z]\d{2})_"  # plate well name such as A01 between underscores
 REVIEW_TOP_K = 5
-OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks")
-FIELDS = ["well", "status", "review_rank", "review_score", "instances", "entropy_mean_fg", "entropy_max",
-          "peaks", "top_peak", "seconds", "cpu_seconds", "error", "inputs"]
+OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks", "worms")
+FIELDS = ["well", "status", "review_rank", "review_score", "instances", "count", "count_low", "count_high",
+          "count_level", "median_area_px", "median_length_px", "median_straightness", "border_worms",
+          "overlapping_worms", "entropy_mean_fg", "entropy_max", "peaks", "top_peak", "seconds", "cpu_seconds",
+          "error", "inputs"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
     from .data import InputError
     from .devices import pick_device
     from .inference import predict
+    from .measurements import channel_tags, measure_prediction
     from .outputs import write_prediction
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -188,8 +191,10 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         image = _read_channels(well)
         pred = predict(lm.model, image, lm.postprocess, config["draws"], config["threshold"], device, config["seed"])
         meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files), **config}
-        paths = write_prediction(pred, out, well.stem, meta)
+        table = measure_prediction(pred, image, channel_tags(len(image)))
+        paths = write_prediction(pred, out, well.stem, meta, table=table)
         row = well_stats(pred)
+        row.update(count_stats(pred, table))
         row.update(status="ok", error="", seconds=round(time.perf_counter() - t0, 2),
                    cpu_seconds=round(time.process_time() - c0, 2))
         outputs = {k: [p.name, p.stat().st_size] for k, p in paths.items()}
@@ -216,6 +221,17 @@ def well_stats(pred: Prediction) -> dict:
         "top_peak": round(pred.peaks[0].score, 5) if pred.peaks else 0.0,
         "review_score": round(sum(p.score for p in pred.peaks[:REVIEW_TOP_K]), 5),
     }
+
+
+def count_stats(pred: Prediction, table: dict) -> dict:
+    """The well's count with its interval and the medians of its worm table (for summary.csv)."""
+    from .counts import count_inputs, count_interval
+    from .measurements import summarise
+
+    res = count_interval(count_inputs(pred.probabilities, pred.instances, pred.draw_counts))
+    s = summarise(table)
+    s.pop("worms")
+    return {"count": res.count, "count_low": res.low, "count_high": res.high, "count_level": res.level, **s}
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -48,6 +48,7 @@ def _read_input(spec: str, n_channels: int):
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .counts import count_inputs, count_interval
     from .inference import predict
     from .models import load_model
     from .outputs import render_overview, write_prediction
@@ -66,11 +67,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
                        progress=lambda d, t: bar.update(1))
         bar.close()
         meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "threshold": pred.threshold, "seed": args.seed}
-        paths = write_prediction(pred, args.out, stem, meta)
+        raw = image[None] if image.ndim == 2 else image
+        paths = write_prediction(pred, args.out, stem, meta, image=raw)
         if args.png:
             paths["png"] = render_overview(image, pred, Path(args.out) / f"{stem}_overview.png", title=stem)
         n = int(pred.instances.reshape(len(pred.instances), -1).any(1).sum())
-        print(f"{stem}: {n} instances, {len(pred.peaks)} uncertainty peaks -> {', '.join(str(p) for p in paths.values())}")
+        count = count_interval(count_inputs(pred.probabilities, pred.instances, pred.draw_counts))
+        print(f"{stem}: {n} instances, count {count.text()}, {len(pred.peaks)} uncertainty peaks -> "
+              f"{', '.join(str(p) for p in paths.values())}")
     return 0
 
 
@@ -112,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("predict", help="segment images and rank uncertain places",
-                        description="Write, per image: _labels.tif, _probabilities.npz, _entropy.tif, _peaks.csv (and _overview.png).")
+                        description="Write, per image: _labels.tif, _probabilities.npz, _entropy.tif, _peaks.csv, _worms.csv "
+                                    "(one row per worm, see docs/measurements.md) and _overview.png with --png; "
+                                    "print the worm count with its 90%% interval.")
     pr.add_argument("inputs", nargs="+", help="multi-channel TIFF, or channel files joined by commas (fluorescence,brightfield)")
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--model", default="bbbc010-concrete", help="bundled model name or .safetensors file")

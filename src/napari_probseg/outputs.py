@@ -1,4 +1,4 @@
-"""Writing one image's results: label TIFF, probabilities NPZ, entropy TIFF, peaks CSV, PNG."""
+"""Writing one image's results: label TIFF, probabilities NPZ, entropy TIFF, peaks CSV, worm table CSV, PNG."""
 from __future__ import annotations
 
 import csv
@@ -17,8 +17,13 @@ def _atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dict | None = None) -> dict[str, Path]:
+def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dict | None = None,
+                     image: np.ndarray | None = None, table: dict | None = None) -> dict[str, Path]:
+    """Write the outputs of one image; ``image`` (raw [C,H,W]) adds intensities to ``_worms.csv``
+    (``table``: an already measured worm table, see ``measurements.measure_prediction``)."""
     import tifffile
+
+    from .measurements import channel_tags, measure_prediction, write_table
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -27,6 +32,7 @@ def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dic
         "probabilities": out / f"{stem}_probabilities.npz",
         "entropy": out / f"{stem}_entropy.tif",
         "peaks": out / f"{stem}_peaks.csv",
+        "worms": out / f"{stem}_worms.csv",
     }
     _atomic(paths["labels"], lambda p: tifffile.imwrite(p, pred.labels(), compression="zlib", photometric="minisblack"))
     _atomic(paths["entropy"], lambda p: tifffile.imwrite(p, pred.entropy, compression="zlib", photometric="minisblack"))
@@ -52,6 +58,10 @@ def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dic
                 w.writerow([r, f"{pk.score:.5f}", pk.y, pk.x, " ".join(str(i + 1) for i in pk.instances)])
 
     _atomic(paths["peaks"], write_csv)
+    if table is None:
+        tags = channel_tags(len(image)) if image is not None and np.ndim(image) == 3 else ()
+        table = measure_prediction(pred, image, tags)
+    write_table(table, paths["worms"])
     return paths
 
 
