@@ -60,8 +60,10 @@ def skeleton_path(mask: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     graph; two Dijkstra sweeps find its longest shortest path, so side branches (spurs)
     are ignored.  The skeleton stops about half a width short of each end of the object,
     so the distance-transform value at each endpoint is added back: a straight bar of
-    length L gives L.
+    length L gives L.  A piece with a hole (a worm coiled onto itself) is measured as its
+    area over its mean width along the skeleton instead.
     """
+    from skimage.measure import euler_number
     from skimage.morphology import skeletonize
 
     lab, n = ndi.label(mask, structure=np.ones((3, 3)))
@@ -85,6 +87,10 @@ def skeleton_path(mask: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     while path[-1] != a:
         path.append(int(pred[path[-1]]))
     ra, rb = float(edt[tuple(yx[a])]), float(edt[tuple(yx[b])])
+    if euler_number(piece, connectivity=2) < 1:
+        # a hole: the worm touches itself (coiled), and the shortest paths cut across the loop;
+        # area over the skeleton's mean width (2 x distance to the edge) follows the whole body
+        return float(piece.sum() / (2 * edt[skel].mean())), yx[a].astype(float), yx[b].astype(float)
     return polyline_length(yx[path[::-1]]) + ra + rb, yx[a].astype(float), yx[b].astype(float)
 
 
