@@ -62,8 +62,8 @@ class CountResult:
 def count_inputs(probabilities: np.ndarray, instances: np.ndarray, draw_counts) -> dict:
     """Per-image count ingredients from a Prediction's arrays (JSON-friendly lists)."""
     n = len(probabilities)
-    flat_p = probabilities.reshape(n, -1)
-    flat_b = instances.reshape(n, -1)
+    flat_p = probabilities.reshape(n, int(np.prod(probabilities.shape[1:])))
+    flat_b = instances.reshape(n, int(np.prod(instances.shape[1:])))
     q = flat_p.max(1) if n else np.zeros(0)
     binarised = flat_b.any(1) if n else np.zeros(0, bool)
     # area of what the instance would be at p >= 0.5 (sub-threshold instances have no binarised mask)

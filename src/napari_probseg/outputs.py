@@ -45,7 +45,7 @@ def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dic
                 instances=pred.instances,
                 entropy=pred.entropy.astype(np.float16),
                 threshold=np.float32(pred.threshold),
-                meta=np.array(str(meta or {})),
+                meta=np.array(str({**(meta or {}), "draw_counts": pred.draw_counts})),
             )
 
     _atomic(paths["probabilities"], write_npz)

@@ -133,10 +133,14 @@ class MeasureWidget(QWidget):
 
 def count_text(session: Any, table: dict[str, list], straight_at: float) -> str:
     """'12 worms (11-14, 90%)' from the session's MC draws, the phenotype split, the labels now."""
-    from ..counts import count_interval, phenotype_counts
+    from ..counts import count_inputs, count_interval, phenotype_counts
     from ..measurements import instance_straightness
 
-    inp = (session.meta or {}).get("count_inputs")
+    meta = session.meta or {}
+    inp = meta.get("count_inputs")
+    if inp is None and meta.get("draw_counts"):  # a probseg predict / batch file: rebuild from its arrays
+        probs = session.probabilities
+        inp = count_inputs(probs, probs >= session.threshold, meta["draw_counts"])
     lines = []
     if inp:
         lines.append(f"Automatic count: {count_interval(inp).text()}")
