@@ -177,6 +177,7 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
     from .data import InputError
     from .devices import pick_device
     from .inference import predict
+    from .counts import count_summary
     from .measurements import channel_tags, measure_prediction
     from .outputs import write_prediction
 
@@ -194,7 +195,7 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         table = measure_prediction(pred, image, channel_tags(len(image)))
         paths = write_prediction(pred, out, well.stem, meta, table=table)
         row = well_stats(pred)
-        row.update(count_stats(pred, table))
+        row.update(count_summary(pred, table))
         row.update(status="ok", error="", seconds=round(time.perf_counter() - t0, 2),
                    cpu_seconds=round(time.process_time() - c0, 2))
         outputs = {k: [p.name, p.stat().st_size] for k, p in paths.items()}
@@ -221,17 +222,6 @@ def well_stats(pred: Prediction) -> dict:
         "top_peak": round(pred.peaks[0].score, 5) if pred.peaks else 0.0,
         "review_score": round(sum(p.score for p in pred.peaks[:REVIEW_TOP_K]), 5),
     }
-
-
-def count_stats(pred: Prediction, table: dict) -> dict:
-    """The well's count with its interval and the medians of its worm table (for summary.csv)."""
-    from .counts import count_inputs, count_interval
-    from .measurements import summarise
-
-    res = count_interval(count_inputs(pred.probabilities, pred.instances, pred.draw_counts))
-    s = summarise(table)
-    s.pop("worms")
-    return {"count": res.count, "count_low": res.low, "count_high": res.high, "count_level": res.level, **s}
 
 
 def _write_json(path: Path, data: dict) -> None:

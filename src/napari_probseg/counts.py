@@ -256,3 +256,13 @@ def phenotype_counts(inp: dict, is_first, names: tuple[str, str] = ("straight", 
         sub = Calibration(est, cal.bias * share, cal.sigma0 * np.sqrt(share), cal.level)
         out[name] = count_interval(subset_inputs(inp, keep), sub)
     return out
+
+
+def count_summary(pred, table: dict) -> dict:
+    """A well's count with its interval and the medians of its worm table (a summary.csv row)."""
+    from .measurements import summarise
+
+    res = count_interval(count_inputs(pred.probabilities, pred.instances, pred.draw_counts))
+    s = summarise(table)
+    s.pop("worms")
+    return {"count": res.count, "count_low": res.low, "count_high": res.high, "count_level": res.level, **s}
