@@ -327,6 +327,8 @@ def test_measure_dock_hover_count_and_export(make_napari_viewer, qtbot, tmp_path
     text = w.count_label.text()
     assert f"Automatic count: {count_interval(meta['count_inputs']).text()}" in text
     assert "straight (>= 0.85)" in text and f"Labels now: {len(gt)}" in text
+    w.straight.setValue(0.0)  # every worm is straight at threshold 0
+    assert "straight (>= 0.00)" in w.count_label.text() and "curved: 0 (0-0, 90%)" in w.count_label.text()
     # hovering a worm shows its measurements in the status bar
     y, x = np.argwhere(labels.data == 2)[0]
     status = str(labels.get_status((y, x), world=True))

@@ -43,6 +43,7 @@ class MeasureWidget(QWidget):
         self.straight = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, value=0.85)
         self.straight.setToolTip("A worm counts as straight when end-to-end distance / skeleton length is at least this "
                                  "(dead worms in BBBC010 are straight).")
+        self.straight.valueChanged.connect(self._refresh)  # the split follows the threshold
         form.addRow("Labels", self.layer_combo)
         form.addRow("Straight if straightness >=", self.straight)
         self.measure_button = QPushButton("Measure")
