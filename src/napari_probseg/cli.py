@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="segment images and rank uncertain places",
                         description="Write, per image: _labels.tif, _probabilities.npz, _entropy.tif, _peaks.csv, _worms.csv "
                                     "(one row per worm, see docs/measurements.md) and _overview.png with --png; "
-                                    "print the worm count with its 90%% interval.")
+                                    "print the worm count with its 90% interval.")
     pr.add_argument("inputs", nargs="+", help="multi-channel TIFF, or channel files joined by commas (fluorescence,brightfield)")
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--model", default="bbbc010-concrete", help="bundled model name or .safetensors file")
