@@ -109,3 +109,21 @@ def test_matched_errors_are_zero_for_identical_masks_and_skip_poor_matches(data_
     assert len(same) == len(gt) and all(e["length_rel_error"] == 0 and e["area_rel_error"] == 0 for e in same)
     shifted = np.roll(gt, 30, axis=2)  # thin worms moved 30 px: IoU far below 0.5
     assert matched_shape_errors(shifted, gt) == []
+
+
+def test_prediction_without_worms_writes_a_header_only_table_and_counts_zero(tmp_path):
+    from napari_probseg.counts import count_summary
+    from napari_probseg.inference import Prediction
+    from napari_probseg.measurements import measure_prediction
+    from napari_probseg.outputs import write_prediction
+
+    empty = np.zeros((0, 32, 48), np.float32)
+    pred = Prediction(empty, empty > 0, np.zeros((32, 48), np.float32), [], [np.zeros((0, 32, 48), bool)] * 4, 0.75)
+    image = np.ones((2, 32, 48), np.uint16)
+    paths = write_prediction(pred, tmp_path, "E", {}, image=image)
+    assert list(csv.reader(open(paths["worms"]))) == [columns(("w1", "w2"))]
+    row = count_summary(pred, measure_prediction(pred, image, ("w1", "w2")))
+    assert row["count"] == 0 and row["count_low"] == 0 and row["count_high"] >= 0 and row["median_length_px"] == 0
+    from napari_probseg.outputs import render_overview  # the --png overview of zero worms (failed before)
+
+    assert render_overview(image, pred, tmp_path / "E.png").stat().st_size > 0

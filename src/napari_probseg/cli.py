@@ -71,7 +71,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         paths = write_prediction(pred, args.out, stem, meta, image=raw)
         if args.png:
             paths["png"] = render_overview(image, pred, Path(args.out) / f"{stem}_overview.png", title=stem)
-        n = int(pred.instances.reshape(len(pred.instances), -1).any(1).sum())
+        n = len(pred.binary_instances())
         count = count_interval(count_inputs(pred.probabilities, pred.instances, pred.draw_counts))
         print(f"{stem}: {n} instances, count {count.text()}, {len(pred.peaks)} uncertainty peaks -> "
               f"{', '.join(str(p) for p in paths.values())}")

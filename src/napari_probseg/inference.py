@@ -51,7 +51,7 @@ class Prediction:
 
     def binary_instances(self) -> np.ndarray:
         """The non-empty binarised instances: what the metrics score."""
-        return self.instances[self.instances.reshape(len(self.instances), -1).any(1)]
+        return self.instances[self.instances.any(axis=(1, 2))]  # also for zero instances
 
     def labels(self) -> np.ndarray:
         """A label image (0 = background); where instances overlap the later one wins."""

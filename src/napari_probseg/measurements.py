@@ -187,7 +187,7 @@ def _probability_columns(mask: np.ndarray, prob: np.ndarray | None, uncertain: t
 
 def measure_prediction(pred, image: np.ndarray | None = None, channel_names=()) -> dict[str, list]:
     """The table of a ``Prediction``'s binarised instances; ``label`` matches ``pred.labels()``."""
-    keep = np.flatnonzero(pred.instances.reshape(len(pred.instances), -1).any(1))
+    keep = np.flatnonzero(pred.instances.any(axis=(1, 2)))
     return measure_instances(pred.instances[keep], pred.probabilities[keep], image, channel_names,
                              labels=[int(k) + 1 for k in keep])
 

@@ -84,7 +84,7 @@ def render_overview(image: np.ndarray, pred: Prediction, path: str | Path, title
     axes[0].imshow(rgb)
     axes[0].set_title("input (red: fluorescence, grey: brightfield)")
     axes[1].imshow(label2rgb(pred.labels(), bg_label=0))
-    axes[1].set_title(f"{int(pred.instances.reshape(len(pred.instances), -1).any(1).sum())} instances (p >= {pred.threshold})")
+    axes[1].set_title(f"{len(pred.binary_instances())} instances (p >= {pred.threshold})")
     im = axes[2].imshow(pred.entropy, cmap="magma", vmin=0, vmax=np.log(2))
     for pk in pred.peaks[:top_peaks]:
         axes[2].add_patch(plt.Rectangle((pk.x - 6, pk.y - 6), 16, 16, fill=False, ec="cyan", lw=1))

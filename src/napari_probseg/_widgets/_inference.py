@@ -296,7 +296,7 @@ class InferenceWidget(QWidget):
         session = Session.from_prediction(pred, job.image_name, job.image, image_source=job.source,
                                           channel_names=names, meta=meta)
         self._replace_results(session, job, table)
-        n = int(pred.instances.reshape(len(pred.instances), -1).any(1).sum())
+        n = len(pred.binary_instances())
         count = count_interval(meta["count_inputs"]).text()
         self.status.setText(f"{job.image_name}: {n} instances, {count}, {len(pred.peaks)} uncertainty peaks "
                             f"({meta['seconds']:.1f} s, {job.draws} draws on {job.device})")
