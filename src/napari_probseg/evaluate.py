@@ -66,7 +66,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     for well in tqdm(ok, desc="evaluating wells", unit="well"):
         pred = predict(lm.model, load_image(data_dir, well), post, draws, thr, dev, seed)
         gt = load_masks(data_dir, well)
-        keep = pred.instances.reshape(len(pred.instances), -1).any(1)
+        keep = pred.instances.any(axis=(1, 2))
         inst, prob = pred.instances[keep], pred.probabilities[keep]
         np.savez_compressed(out_dir / "predictions" / f"{well}.npz", probabilities=prob.astype(np.float16), instances=inst)
         per_image.append(image_scores(inst, gt))
