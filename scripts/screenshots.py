@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=8)
     ap.add_argument("--train-steps", type=int, default=40)
     ap.add_argument("--no-finetune", action="store_true", help="stop after the proofreading picture (finetune.png kept)")
+    ap.add_argument("--measure-only", action="store_true",
+                    help="only segment and take measure.png (the worm table dock and a worm's values on hover)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="probseg-shots-"))
     os.environ.setdefault("NAPARI_PROBSEG_AUTOSAVE_DIR", str(tmp / "autosave"))
@@ -84,6 +86,11 @@ def main() -> None:
     seg.set_model(model)
     seg.draws.setValue(args.draws)
     seg.run()
+    if args.measure_only:
+        wait(lambda: seg.worker is None)
+        measure_shot(viewer, seg_dock, args.well)
+        viewer.close()
+        return
     wait(lambda: seg.progress.value() >= 1)
     grab(viewer, "segment-running.png")
     wait(lambda: seg.worker is None)
@@ -114,6 +121,26 @@ def main() -> None:
     viewer.reset_view()
     grab(viewer, "finetune.png")
     viewer.close()
+
+
+def measure_shot(viewer, seg_dock, well: str) -> Path:
+    """The Measure worms dock next to the image, the pointer resting on the longest worm."""
+    import numpy as np
+
+    docks = getattr(viewer.window, "_wrapped_dock_widgets", None) or viewer.window._dock_widgets
+    for dock in list(docks.values()):
+        dock.setVisible(False)
+    _, meas = viewer.window.add_plugin_dock_widget("napari-probseg", "Measure worms")
+    labels = viewer.layers[f"{well} labels"]
+    f = labels.features
+    pick = int(f["label"][f["length_px"].idxmax()])
+    y, x = np.argwhere(labels.data == pick)[len(np.argwhere(labels.data == pick)) // 2]
+    viewer.layers.selection.active = labels
+    viewer.mouse_over_canvas = True
+    viewer.cursor.position = (float(y), float(x))
+    viewer.update_status_from_cursor()
+    print("status:", viewer.status)
+    return grab(viewer, "measure.png")
 
 
 if __name__ == "__main__":

@@ -70,8 +70,15 @@ def assert_complete(out: Path, wells) -> None:
         assert int(r["review_items"]) == len(listed)
         assert float(r["review_score"]) == pytest.approx(sum(float(i["score"]) for i in listed), abs=0.05)
     for w in wells:
-        for suffix in ("_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv", "_review.csv"):
+        for suffix in ("_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv", "_review.csv", "_worms.csv"):
             assert (out / f"{w}{suffix}").is_file()
+        row = next(r for r in rows if r["well"] == w)
+        worms = list(csv.DictReader(open(out / f"{w}_worms.csv", newline="")))
+        with np.load(out / f"{w}_probabilities.npz") as z:  # rows are label values: instance index + 1
+            kept = np.flatnonzero(z["instances"].reshape(len(z["instances"]), -1).any(1)) + 1
+        assert [int(r["label"]) for r in worms] == kept.tolist()
+        assert len(worms) == int(row["instances"]) and "mean_intensity_w2" in (worms[0] if worms else {"mean_intensity_w2": 0})
+        assert int(row["count_low"]) <= int(row["count"]) <= int(row["count_high"]) and row["count_level"] == "0.9"
         assert len(list(out.glob(f"{w}_*"))) == len(OUTPUT_KEYS)  # write_prediction's layout, nothing else
         assert tifffile.imread(out / f"{w}_labels.tif").shape == (64, 80)
         with np.load(out / f"{w}_probabilities.npz") as z:

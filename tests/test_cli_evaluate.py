@@ -22,7 +22,7 @@ def test_predict_writes_all_outputs(tmp_path, tiny_checkpoint):
     rc = main(["predict", f"{tmp_path / 'w1.tif'},{tmp_path / 'w2.tif'}", "--model", str(tiny_checkpoint),
                "--out", str(tmp_path / "out"), "--draws", "2", "--png", "--device", "cpu"])
     assert rc == 0
-    for suffix in ("_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv", "_review.csv", "_overview.png"):
+    for suffix in ("_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv", "_review.csv", "_worms.csv", "_overview.png"):
         assert (tmp_path / "out" / f"w1{suffix}").exists(), suffix
     assert tifffile.imread(tmp_path / "out" / "w1_labels.tif").shape == (96, 128)
     with np.load(tmp_path / "out" / "w1_probabilities.npz") as z:
@@ -85,3 +85,10 @@ def test_evaluate_end_to_end_on_two_wells(tmp_path, tiny_checkpoint, data_dir):
     m2 = json.loads((again / "metrics.json").read_text())
     assert m2["avAP"] == m["avAP"] and m2["review"]["items"] == r["items"] and m2["simulation"] == m["simulation"]
     assert (again / "review" / "C03.csv").read_text() == (out / "review" / "C03.csv").read_text()
+    c = m["counts"]  # C03 is in test_fold1, C04 in test_fold2: each is scored by the other's calibration
+    assert set(c["per_well"]) == {"C03", "C04"} and c["protocol"].startswith("2-fold")
+    assert [c["per_well"][w]["true"] for w in ("C03", "C04")] == [15, 15]  # BBBC010's masks: 15 worms each
+    for r in c["per_well"].values():
+        assert r["low"] <= r["count"] <= r["high"]
+    assert 0 <= c["coverage"] <= 1 and c["mean_width"] >= 0 and len(c["calibrations"]) == 2
+    assert "Counts with intervals" in report and (out / "counts.png").exists()

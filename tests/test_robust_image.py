@@ -27,12 +27,13 @@ def test_corner_outside_the_well_is_empty_not_an_error(tmp_path: Path, data_dir:
         spec.append(str(tmp_path / f"corner_{c}.tif"))
     out = tmp_path / "out"
     assert main(["predict", ",".join(spec), "--out", str(out), "--device", "cpu"]) == 0
-    assert "corner_w1: 0 instances, 0 suspected errors to review (0 uncertainty peaks)" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "corner_w1: 0 instances, count 0 worms" in out_text and "0 suspected errors to review (0 uncertainty peaks)" in out_text
     assert not tifffile.imread(out / "corner_w1_labels.tif").any()
     s = Session.from_probabilities_file(out / "corner_w1_probabilities.npz")  # the review list
     assert s.peaks == [] and s.next_unreviewed() is None and not s.labels.any() and s.default_items() == []
     assert sorted(p.name for p in out.iterdir()) == sorted(f"corner_w1{x}" for x in (
-        "_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv", "_review.csv"))
+        "_labels.tif", "_probabilities.npz", "_entropy.tif", "_peaks.csv", "_review.csv", "_worms.csv"))
     assert (out / "corner_w1_review.csv").read_text().count("\n") == 1  # header only
 
 

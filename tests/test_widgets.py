@@ -22,7 +22,7 @@ from napari_probseg.inference import Prediction, bernoulli_entropy, uncertainty_
 from napari_probseg.models import load_model  # noqa: E402
 from napari_probseg.outputs import write_prediction  # noqa: E402
 from napari_probseg.sample_data import load_sample  # noqa: E402
-from napari_probseg._widgets import InferenceWidget, ProofreadingWidget, TrainingWidget  # noqa: E402
+from napari_probseg._widgets import InferenceWidget, MeasureWidget, ProofreadingWidget, TrainingWidget  # noqa: E402
 from napari_probseg._widgets._common import camera, lookup  # noqa: E402
 from napari_probseg._widgets._io import _channel_layers  # noqa: E402
 
@@ -104,7 +104,9 @@ def test_segment_bind_results_then_finetune(make_napari_viewer, qtbot, tiny_chec
     assert probs.shape == (len(sess.probabilities), 128, 160)
     dock = lookup(viewer, "proofreading")  # opened by the inference widget and bound to the result
     assert dock is not None and dock.session is sess
-    assert "instances" in w.status.text()
+    assert "instances" in w.status.text() and "worms (" in w.status.text()  # the count with its interval
+    assert list(labels.features.columns[:3]) == ["index", "label", "area_px"]  # the worm table, for hover
+    assert list(labels.features["index"]) == sorted(set(np.unique(labels.data)) - {0})
 
     # fine-tune a few steps on the (corrected) labels and stop: Stop saves a checkpoint
     sess.reviewed[:3] = True
@@ -277,7 +279,7 @@ def test_reader_writer_and_samples(make_napari_viewer, qtbot, tmp_path, notes):
 
     viewer = make_napari_viewer(show=True)
     c = npe2.PluginManager.instance().get_manifest("napari-probseg").contributions
-    assert [w.display_name for w in c.widgets] == ["Segment worms", "Proofreading", "Fine-tune"]
+    assert [w.display_name for w in c.widgets] == ["Segment worms", "Proofreading", "Fine-tune", "Measure worms"]
     assert len(c.sample_data) == 3 and c.readers and c.writers
     viewer.open_sample("napari-probseg", "D21")
     assert [l.name for l in viewer.layers] == ["D21 brightfield", "D21 fluorescence"]
@@ -293,6 +295,7 @@ def test_reader_writer_and_samples(make_napari_viewer, qtbot, tmp_path, notes):
     dock = lookup(viewer, "proofreading")
     assert dock.session.image_name == "W01" and len(dock.session.peaks) > 0
     assert [it.kind for it in dock.session.items] == ["missed"] and files["review"].exists()
+    assert dock.session.meta["draw_counts"] == []  # kept for the count interval (no draws in this file)
 
     # the writer saves the session of a labels layer; a damaged file is a notification
     out = tmp_path / "w.npz"
@@ -317,7 +320,7 @@ def test_field_without_worms_gives_an_empty_result_everywhere(make_napari_viewer
     viewer.window.add_dock_widget(w, name="Segment worms")
     w.draws.setValue(4)
     run_and_wait(qtbot, w, timeout=120000)
-    assert not errors(notes) and "0 instances, 0 suspected errors, 0 uncertainty peaks" in w.status.text(), w.status.text()
+    assert not errors(notes) and "0 instances, 0 worms" in w.status.text() and "0 suspected errors, 0 uncertainty peaks" in w.status.text(), w.status.text()
     sess: S.Session = viewer.layers["corner labels"].metadata["probseg_session"]
     assert not viewer.layers["corner labels"].data.any() and sess.peaks == [] and len(sess.probabilities) == 0
     dock = lookup(viewer, "proofreading")
@@ -334,4 +337,47 @@ def test_field_without_worms_gives_an_empty_result_everywhere(make_napari_viewer
     assert t.start() is not None
     qtbot.waitUntil(lambda: t.worker is None, timeout=120000)
     assert t.checkpoint is not None and t.checkpoint.exists()
+def test_measure_dock_hover_count_and_export(make_napari_viewer, qtbot, tmp_path, notes, data_dir):
+    """Real worms (C10's ground truth in the crop) as a session; the dock measures them as a click would."""
+    import csv
+
+    from napari_probseg._widgets._io import session_layer_data
+    from napari_probseg.counts import count_inputs, count_interval
+    from napari_probseg.data import load_masks
+
+    viewer = make_napari_viewer(show=True)
+    raw = add_crop(viewer)
+    gt = load_masks(data_dir, "C10")[CROP]
+    gt = gt[gt.reshape(len(gt), -1).sum(1) > 300]  # worms with at least 300 px inside the crop
+    probs = gt.astype(np.float32)
+    probs[0][gt[0]] = 0.625  # the first worm is doubtful
+    ent = bernoulli_entropy(probs).max(0)
+    pred = Prediction(probs, probs >= 0.5, ent, uncertainty_peaks(ent, probs), [], 0.5)
+    meta = {"count_inputs": count_inputs(probs, pred.instances, [len(gt)] * 8)}
+    sess = S.Session.from_prediction(pred, "C10", raw, channel_names=["C10 fluorescence", "C10 brightfield"], meta=meta)
+    for data, kwargs, kind in session_layer_data(sess, images=False):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    w = MeasureWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Measure worms")
+    assert w.layer_combo.currentText() == "C10 labels"
+    qtbot.mouseClick(w.measure_button, Qt.LeftButton)
+    labels = viewer.layers["C10 labels"]
+    f = labels.features
+    assert len(f) == len(gt) and list(f["index"]) == list(range(1, len(gt) + 1))
+    assert f["area_px"].tolist() == [int((labels.data == i).sum()) for i in range(1, len(gt) + 1)]
+    assert (f["length_px"] > 30).all() and f["mean_probability"].iloc[0] == pytest.approx(0.625)
+    assert w.table.rowCount() == len(gt) and w.table.horizontalHeaderItem(2).text() == "length_px"
+    text = w.count_label.text()
+    assert f"Automatic count: {count_interval(meta['count_inputs']).text()}" in text
+    assert "straight (>= 0.85)" in text and f"Labels now: {len(gt)}" in text
+    w.straight.setValue(0.0)  # every worm is straight at threshold 0
+    assert "straight (>= 0.00)" in w.count_label.text() and "curved: 0 (0-0, 90%)" in w.count_label.text()
+    # hovering a worm shows its measurements in the status bar
+    y, x = np.argwhere(labels.data == 2)[0]
+    status = str(labels.get_status((y, x), world=True))
+    assert f"length_px: " in status and "straightness" in status
+    # export: the CSV is the features table
+    path = w.export(tmp_path / "worms.csv")
+    rows = list(csv.DictReader(open(path)))
+    assert [int(r["label"]) for r in rows] == list(f["label"]) and "mean_intensity_w1" in rows[0]
     assert not errors(notes)

@@ -31,9 +31,11 @@ if TYPE_CHECKING:
 
 DEFAULT_CHANNELS = ("_w1_", "_w2_")  # BBBC010: fluorescence, brightfield
 DEFAULT_WELL_REGEX = r"_([A-Z]\d{2})_"  # plate well name such as A01 between underscores
-OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks", "review")
-FIELDS = ["well", "status", "review_rank", "review_score", "review_items", "instances", "entropy_mean_fg",
-          "entropy_max", "peaks", "top_peak", "seconds", "cpu_seconds", "error", "inputs"]
+OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks", "review", "worms")
+FIELDS = ["well", "status", "review_rank", "review_score", "review_items", "instances", "count", "count_low",
+          "count_high", "count_level", "median_area_px", "median_length_px", "median_straightness", "border_worms",
+          "overlapping_worms", "entropy_mean_fg", "entropy_max", "peaks", "top_peak", "seconds", "cpu_seconds",
+          "error", "inputs"]
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
     from .data import InputError
     from .devices import pick_device
     from .inference import predict
+    from .counts import count_summary
+    from .measurements import channel_tags, measure_prediction
     from .outputs import write_prediction
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -189,8 +193,10 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         image = _read_channels(well)
         pred = predict(lm.model, image, lm.postprocess, config["draws"], config["threshold"], device, config["seed"])
         meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files), **config}
-        paths = write_prediction(pred, out, well.stem, meta)
+        table = measure_prediction(pred, image, channel_tags(len(image)))
+        paths = write_prediction(pred, out, well.stem, meta, table=table)
         row = well_stats(pred)
+        row.update(count_summary(pred, table))
         row.update(status="ok", error="", seconds=round(time.perf_counter() - t0, 2),
                    cpu_seconds=round(time.process_time() - c0, 2))
         outputs = {k: [p.name, p.stat().st_size] for k, p in paths.items()}

@@ -74,6 +74,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from .data import validate_image
     from .devices import pick_device
+    from .counts import count_inputs, count_interval
     from .inference import predict
     from .models import load_model
     from .outputs import output_paths, render_overview, write_prediction
@@ -100,11 +101,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
                        progress=lambda d, t: bar.update(1))
         bar.close()
         meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "threshold": pred.threshold, "seed": args.seed}
-        paths = write_prediction(pred, out, stem, meta)
+        raw = image[None] if image.ndim == 2 else image
+        paths = write_prediction(pred, out, stem, meta, image=raw)
         if args.png:
             paths["png"] = render_overview(image, pred, out / f"{stem}_overview.png", title=stem)
-        print(f"{stem}: {pred.n_instances} instances, {len(pred.review_items())} suspected errors to review "
-              f"({len(pred.peaks)} uncertainty peaks) -> {', '.join(str(p) for p in paths.values())}")
+        count = count_interval(count_inputs(pred.probabilities, pred.instances, pred.draw_counts))
+        print(f"{stem}: {pred.n_instances} instances, count {count.text()}, {len(pred.review_items())} suspected errors "
+              f"to review ({len(pred.peaks)} uncertainty peaks) -> {', '.join(str(p) for p in paths.values())}")
     return 0
 
 
@@ -177,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="segment images and rank uncertain places",
                         description="Write, per image: _labels.tif, _probabilities.npz, _entropy.tif, _peaks.csv (the paper's "
-                                    "4x4 patches), _review.csv (the suspected errors, best first) and optionally _overview.png.")
+                                    "4x4 patches), _review.csv (the suspected errors, best first), _worms.csv (one row per "
+                                    "worm, see docs/measurements.md) and _overview.png with --png; print the worm count "
+                                    "with its 90% interval.")
     pr.add_argument("inputs", nargs="+", help="multi-channel TIFF, or channel files joined by commas (fluorescence,brightfield)")
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--model", default="bbbc010-concrete", help="bundled model name or .safetensors file")

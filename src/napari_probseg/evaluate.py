@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import PostprocessConfig
-from .data import available_wells, default_data_dir, load_image, load_masks
+from .counts import count_inputs, evaluate_counts
+from .data import InputError, available_wells, default_data_dir, load_image, load_masks, read_split
 from .inference import PATCH, Prediction, bernoulli_entropy, nonempty, predict, uncertainty_peaks
+from .measurements import matched_shape_errors
 from .metrics import aggregate, coco_ap, image_scores
 from .review import write_review_csv
 from .review_metrics import review_summary, score_well
@@ -60,6 +62,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         print(f"skipping well {w}: a channel file is missing")
     per_image, counts, preds, probs, peaks, gts, scored, coco_scores = [], [], {}, {}, {}, {}, {}, []
     items, listed = {}, {}
+    count_in, truth, shapes = {}, {}, []
     t0 = time.perf_counter()
     for well in tqdm(ok, desc="evaluating wells", unit="well"):
         pred = saved_prediction(Path(reuse), well, thr) if reuse else \
@@ -80,6 +83,8 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         listed[well] = score_well([(it.y, it.x) for it in shown],
                                   [(p.y + PATCH // 2, p.x + PATCH // 2) for p in pred.peaks], inst, gt)
         coco_scores.append(np.array([prob[i][inst[i]].mean() for i in range(len(inst))]))
+        count_in[well], truth[well] = count_inputs(pred.probabilities, pred.instances, pred.draw_counts), len(gt)
+        shapes += [{"well": well, **s} for s in matched_shape_errors(inst, gt)]
     seconds = (time.perf_counter() - t0) / max(len(ok), 1)
     agg = aggregate(per_image)
     metrics = {
@@ -93,12 +98,17 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         "binarize_threshold": thr, "mc_draws": draws, "postprocess": asdict(post),
         "seconds_per_image": seconds, "device": str(dev), "tuning": tune_info,
         "dropout_rates": lm.model.dropout_rates(),
+        "counts": {**evaluate_counts(count_in, truth, _folds(data_dir, split)), "shape": shape_summary(shapes)},
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     if reuse:
         metrics.update(reused_predictions=str(reuse), seconds_per_image=None)  # reading files is not inference
     write_report(metrics, out_dir, data_dir, lm, post, draws, thr, seed, reuse)
     print(json.dumps({k: round(metrics[k], 4) for k in KEYS}))
+    cm = metrics["counts"]
+    print(json.dumps({"count_mae": round(cm["mae"], 3), "count_bias": round(cm["bias"], 3),
+                      "coverage": round(cm["coverage"], 3), "mean_width": round(cm["mean_width"], 2),
+                      "length_median_abs_rel_error": round(cm["shape"]["length_median_abs_rel_error"], 4)}))
     return metrics
 
 
@@ -115,6 +125,27 @@ def select_wells(wells: list[str], ok: list[str], skipped: list[str], split: str
     if not chosen:
         raise InputError(f"well(s) {', '.join(wells)} lack a channel file; nothing to evaluate")
     return chosen, [w for w in skipped if w in wells]
+
+
+def _folds(data_dir: Path, split: str) -> list[list[str]] | None:
+    """The 2-fold split of the test wells (splits/test_fold1.txt, test_fold2.txt), if there is one."""
+    if split != "test":
+        return None
+    try:
+        return [read_split(data_dir, "test_fold1"), read_split(data_dir, "test_fold2")]
+    except InputError:
+        return None
+
+
+def shape_summary(shapes: list[dict]) -> dict:
+    """Median relative errors (absolute and signed) of area and skeleton length over matched worms."""
+    out: dict = {"matched": len(shapes), "min_iou": 0.5}
+    for k in ("area", "length"):
+        e = np.array([s[f"{k}_rel_error"] for s in shapes], dtype=float)
+        out[f"{k}_median_abs_rel_error"] = float(np.median(np.abs(e))) if len(e) else 0.0
+        out[f"{k}_median_rel_error"] = float(np.median(e)) if len(e) else 0.0
+    out["worms"] = shapes
+    return out
 
 
 def _row(name: str, vals: dict | tuple) -> str:
@@ -205,6 +236,7 @@ def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessCo
         "| entropy threshold | p(accurate\\|certain) | p(uncertain\\|inaccurate) | PAvPU |", "|---|---|---|---|",
         *[f"| {t:.3f} | {a:.3f} | {u:.3f} | {p:.3f} |" for t, a, u, p in
           zip(c["thresholds"], c["p_accurate_given_certain"], c["p_uncertain_given_inaccurate"], c["pavpu"])], "",
+        *count_report(m["counts"], out_dir),
         "## Figure 1 (examples)", "", *[f"![{w}](well_{w}.png)" for w in examples], "",
         f"Recomputed from the predictions saved in `{reuse}` (no network run, so no timing)." if reuse else
         f"{m['seconds_per_image']:.2f} s per well on {m['device']}.",
@@ -236,4 +268,42 @@ def review_section(m: dict) -> list[str]:
         "| k items pooled over wells (as Table 2 counts patches) | avAP | AP50 | AP75 | Recall@0.8 | DSB avAP |",
         "|---|---|---|---|---|---|",
         *[f"| {row['k']} | " + " | ".join(f"{row[k]:.3f}" for k in KEYS) + " |" for row in r["simulation_pooled"]],
+    ]
+
+
+def count_report(c: dict, out_dir: Path) -> list[str]:
+    """The report's count section and its figure (predicted vs true count with the intervals)."""
+    import matplotlib.pyplot as plt
+
+    wells = sorted(c["per_well"], key=lambda w: (c["per_well"][w]["true"], w))
+    pw = [c["per_well"][w] for w in wells]
+    fig, ax = plt.subplots(figsize=(10, 4), constrained_layout=True)
+    x = np.arange(len(wells))
+    cnt = np.array([r["count"] for r in pw])
+    ax.errorbar(x, cnt, yerr=[cnt - [r["low"] for r in pw], [r["high"] for r in pw] - cnt], fmt="o", color="tab:blue",
+                capsize=2, label=f"predicted count, {round(100 * c['level'])}% interval")
+    ax.plot(x, [r["true"] for r in pw], "k_", ms=12, mew=2, label="true count")
+    ax.plot(x, [r["binarised"] for r in pw], "x", color="tab:red", ms=5, label="binarised instances")
+    ax.set_xticks(x, wells, rotation=90, fontsize=7)
+    ax.set_ylabel("worms per well")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Counts: MAE {c['mae']:.2f}, coverage {c['coverage']:.2f}, mean width {c['mean_width']:.2f}")
+    fig.savefig(out_dir / "counts.png", dpi=100)
+    plt.close(fig)
+    sh, b, s = c["shape"], c["binarised"], c["shipped"]
+    cal = c["shipped_calibration"]
+    return [
+        "## Counts with intervals and per-worm measurements", "",
+        f"Protocol: {c['protocol']}. Fold calibrations: " + "; ".join(
+            f"{k['estimator']} bias {k['bias']:+.2f} sigma0 {k['sigma0']:.2f}" for k in c["calibrations"]) + ".", "",
+        "| count | MAE | bias | exact | coverage | mean width |", "|---|---|---|---|---|---|",
+        f"| binarised instances (before) | {b['mae']:.3f} | {b['bias']:+.3f} | {b['exact']:.2f} | - | - |",
+        f"| **2-fold (headline)** | {c['mae']:.3f} | {c['bias']:+.3f} | {c['exact']:.2f} | {c['coverage']:.3f} | "
+        f"{c['mean_width']:.2f} |",
+        f"| shipped calibration ({cal['estimator']}, bias {cal['bias']:+.2f}, sigma0 {cal['sigma0']:.2f}) | "
+        f"{s['mae']:.3f} | {s['bias']:+.3f} | {s['exact']:.2f} | {s['coverage']:.3f} | {s['mean_width']:.2f} |", "",
+        f"Matched worms (IoU >= {sh['min_iou']}): {sh['matched']}; median |relative error| of area "
+        f"{100 * sh['area_median_abs_rel_error']:.1f}% (signed {100 * sh['area_median_rel_error']:+.1f}%), of skeleton "
+        f"length {100 * sh['length_median_abs_rel_error']:.1f}% (signed {100 * sh['length_median_rel_error']:+.1f}%).", "",
+        "![counts](counts.png)", "",
     ]

@@ -54,6 +54,11 @@ class Prediction:
             self._items = review_items(self.probabilities, self.threshold, show_all=True)
         return list(self._items) if show_all else [it for it in self._items if it.score >= ReviewConfig().min_score]
 
+    @property
+    def draw_counts(self) -> list[int]:
+        """How many instances each MC draw found (the spread feeds the count interval)."""
+        return [len(d) for d in self.draws]
+
     def binary_instances(self) -> np.ndarray:
         """The non-empty binarised instances: what the metrics score."""
         return self.instances[nonempty(self.instances)]

@@ -1,4 +1,4 @@
-"""Writing one image's results: label TIFF, probabilities NPZ, entropy TIFF, peaks CSV, review CSV, PNG."""
+"""Writing one image's results: label TIFF, probabilities NPZ, entropy TIFF, peaks CSV, review CSV, worm table CSV, PNG."""
 from __future__ import annotations
 
 import csv
@@ -27,6 +27,7 @@ def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
         "entropy": out / f"{stem}_entropy.tif",
         "peaks": out / f"{stem}_peaks.csv",
         "review": out / f"{stem}_review.csv",  # the default review list, as the dock shows it
+        "worms": out / f"{stem}_worms.csv",  # one row per worm (measurements.py)
     }
 
 
@@ -36,8 +37,13 @@ def remove_stale_partials(folder: Path, names: list[str]) -> None:
         (folder / f".{name}.partial").unlink(missing_ok=True)
 
 
-def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dict | None = None) -> dict[str, Path]:
+def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dict | None = None,
+                     image: np.ndarray | None = None, table: dict | None = None) -> dict[str, Path]:
+    """Write the outputs of one image; ``image`` (raw [C,H,W]) adds intensities to ``_worms.csv``
+    (``table``: an already measured worm table, see ``measurements.measure_prediction``)."""
     import tifffile
+
+    from .measurements import channel_tags, measure_prediction, write_table
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +60,7 @@ def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dic
                 instances=pred.instances,
                 entropy=pred.entropy.astype(np.float16),
                 threshold=np.float32(pred.threshold),
-                meta=np.array(str(meta or {})),
+                meta=np.array(str({**(meta or {}), "draw_counts": pred.draw_counts})),
             )
 
     _atomic(paths["probabilities"], write_npz)
@@ -68,6 +74,10 @@ def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dic
 
     _atomic(paths["peaks"], write_csv)
     write_review_csv(pred.review_items(), paths["review"])
+    if table is None:
+        tags = channel_tags(len(image)) if image is not None and np.ndim(image) == 3 else ()
+        table = measure_prediction(pred, image, tags)
+    write_table(table, paths["worms"])
     return paths
 
 

@@ -257,14 +257,15 @@ def _open_npz(path: Path) -> SafeNpz:
         raise SessionError(f"session file {path} does not exist")
     try:
         return SafeNpz(path)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except _DAMAGE as exc:
         raise SessionError(f"{path} is not a readable .npz file ({type(exc).__name__}: {exc}); "
                            "it may be truncated or not a napari-probseg file") from exc
 
 
 # everything a damaged member can raise while it is read and decoded
+# NotImplementedError: zipfile's answer to a damaged compression-method field
 _DAMAGE = (KeyError, ValueError, IndexError, TypeError, zipfile.BadZipFile, OSError, EOFError, zlib.error,
-           MemoryError, OverflowError, json.JSONDecodeError)
+           MemoryError, OverflowError, json.JSONDecodeError, NotImplementedError)
 
 
 def _literal_dict(text: str) -> dict:

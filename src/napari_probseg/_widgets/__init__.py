@@ -10,6 +10,7 @@ from typing import Any
 _EXPORTS = {
     "InferenceWidget": "._inference",
     "ProofreadingWidget": "._proofreading",
+    "MeasureWidget": "._measure",
     "TrainingWidget": "._training",
     "get_reader": "._io",
     "read_session": "._io",

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                             QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from . import _common as C
+from ._measure import set_layer_features
 
 if TYPE_CHECKING:
     import napari
@@ -290,16 +291,18 @@ class InferenceWidget(QWidget):
             self.status.setText("failed")
             C.error(res)
             return
-        pred, meta = res
+        pred, meta, table = res
+        from ..counts import count_interval
         from ..session import Session
 
         names = [g["name"] for g in job.layers]
         meta.update(image_name=job.image_name, source_layers=job.layers)
         session = Session.from_prediction(pred, job.image_name, job.image, image_source=job.source,
                                           channel_names=names, meta=meta)
-        self._replace_results(session, job)
+        self._replace_results(session, job, table)
         n = pred.n_instances
-        self.status.setText(f"{job.image_name}: {n} instances, {len(session.default_items())} suspected errors, "
+        count = count_interval(meta["count_inputs"]).text()
+        self.status.setText(f"{job.image_name}: {n} instances, {count}, {len(session.default_items())} suspected errors, "
                             f"{len(pred.peaks)} uncertainty peaks "
                             f"({meta['seconds']:.1f} s, {job.draws} draws on {job.device})")
         self.finished.emit(session)
@@ -307,7 +310,7 @@ class InferenceWidget(QWidget):
         if training is not None:
             training.on_new_session(session)
 
-    def _replace_results(self, session: Any, job: Job) -> None:
+    def _replace_results(self, session: Any, job: Job, table: dict | None = None) -> None:
         """Add the result layers; drop earlier untouched results of the same image, keep edited
         ones (hidden, renamed with their time) so a re-run never discards corrections."""
         from ._io import session_layer_data
@@ -325,9 +328,14 @@ class InferenceWidget(QWidget):
                     layer.name = f"{layer.name} (before {stamp})"
         geo = {"scale": job.layers[0]["scale"], "translate": job.layers[0]["translate"]}
         for data, kwargs, kind in session_layer_data(session, images=False, **geo):
-            getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+            layer = getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+            if kind == "labels" and table is not None:
+                set_layer_features(layer, table)  # hover shows the worm's measurements
         if C.lookup(self.viewer, "proofreading") is None:
             C.open_dock(self.viewer, "Proofreading")
+        measure = C.lookup(self.viewer, "measure")
+        if measure is not None:
+            measure._refresh()
 
 
 def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> Any:
@@ -345,11 +353,16 @@ def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> Any:
         lm.postprocess = replace(lm.postprocess, min_size=job.min_size)
         pred = predict(lm.model, job.image, lm.postprocess, job.draws, job.threshold, job.device, job.seed,
                        progress=relay.progress.emit, should_stop=stop.is_set)
+        from ..counts import count_inputs
+        from ..measurements import channel_tags, measure_prediction
+
+        table = measure_prediction(pred, job.image, channel_tags(len(job.image)))
         meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": job.draws,
                 "threshold": job.threshold, "seed": job.seed, "device": job.device,
                 "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - t0}
-        return pred, meta
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - t0,
+                "count_inputs": count_inputs(pred.probabilities, pred.instances, pred.draw_counts)}
+        return pred, meta, table
     except Cancelled:
         return "cancelled"
     except (CheckpointError, InputError, ValueError, RuntimeError, OSError) as exc:

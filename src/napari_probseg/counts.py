@@ -1,0 +1,270 @@
+"""Worm counts with a credible interval, from the MC draws of one image.
+
+Ingredients (``count_inputs``): every agglomerated instance's existence probability
+(its highest pixel probability: the share of draws that put it there), whether it
+survives binarisation, its area, and each draw's instance count.  Point estimates:
+
+- ``binarised``: the number of binarised instances (what the label image shows);
+- ``binarised_area``: the same, but an instance larger than ``MERGE_RATIO`` times the
+  image's median instance area counts as round(area / median) worms (merged worms);
+- ``expected``: the sum of existence probabilities (the mean of a Poisson-binomial) of the
+  instances seen in at least two draws (an instance of one draw only is mostly a fragment
+  of a draw that shattered a worm);
+- ``expected_area``: ``expected`` with the area multiplicity of ``binarised_area``;
+- ``draws``: the median of the per-draw instance counts.
+
+The interval is Gaussian around the bias-corrected point estimate with variance
+``sum q(1-q)`` (Poisson-binomial) + the robust variance of the per-draw counts
+((1.4826 MAD)^2: one draw that shatters a worm into fragments does not blow it up) + ``sigma0**2``,
+an extra error term; ``bias`` and ``sigma0`` are calibrated on labelled wells
+(``fit_calibration``; the shipped values and how they were chosen: docs/measurements.md).
+The interval holds the integers within ``z * sd`` of the corrected estimate.
+No Qt, no napari.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+ESTIMATORS = ("binarised", "binarised_area", "expected", "expected_area", "draws")
+MERGE_RATIO = 1.6  # an instance this many times the median area counts as several worms
+
+
+@dataclass(frozen=True)
+class Calibration:
+    estimator: str = "expected"
+    bias: float = 0.0  # added to the point estimate
+    sigma0: float = 0.0  # extra error (worms) added in quadrature
+    level: float = 0.9
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# Shipped for bbbc010-concrete: choose_calibration on all 47 test wells of the evaluation in
+# docs/eval-counts-bbbc010-concrete (scripts/count_calibration.py); the folds chose expected_area
+# (bias +0.25, sigma0 1.10) and expected (+0.12, 1.20).  See docs/measurements.md.
+DEFAULT_CALIBRATION = Calibration("expected", bias=0.25, sigma0=1.1, level=0.9)
+
+
+@dataclass
+class CountResult:
+    count: int
+    low: int
+    high: int
+    level: float
+    mean: float  # the corrected real-valued estimate
+
+    def text(self, what: str = "worms") -> str:
+        return f"{self.count} {what} ({self.low}-{self.high}, {round(100 * self.level)}%)"
+
+
+def count_inputs(probabilities: np.ndarray, instances: np.ndarray, draw_counts) -> dict:
+    """Per-image count ingredients from a Prediction's arrays (JSON-friendly lists)."""
+    n = len(probabilities)
+    flat_p = probabilities.reshape(n, int(np.prod(probabilities.shape[1:])))
+    flat_b = instances.reshape(n, int(np.prod(instances.shape[1:])))
+    q = flat_p.max(1) if n else np.zeros(0)
+    binarised = flat_b.any(1) if n else np.zeros(0, bool)
+    # area of what the instance would be at p >= 0.5 (sub-threshold instances have no binarised mask)
+    area = (flat_p >= 0.5).sum(1) if n else np.zeros(0)
+    return {"q": [round(float(v), 4) for v in q], "binarised": [bool(v) for v in binarised],
+            "area": [int(v) for v in area], "draw_counts": [int(v) for v in draw_counts]}
+
+
+def worm_multiplicity(area, binarised) -> np.ndarray:
+    """How many worms each instance stands for: round(area / median binarised area) above MERGE_RATIO, else 1."""
+    area = np.asarray(area, dtype=float)
+    ref = area[np.asarray(binarised, bool)]
+    if len(ref) == 0 or np.median(ref) <= 0:
+        return np.ones(len(area))
+    ratio = area / np.median(ref)
+    return np.where(ratio >= MERGE_RATIO, np.maximum(np.round(ratio), 2), 1.0)
+
+
+def repeated(inp: dict) -> np.ndarray:
+    """Existence probabilities, with those of instances seen in one draw only set to 0."""
+    q = np.asarray(inp["q"], dtype=float)
+    t = max(len(inp["draw_counts"]), 1)
+    return np.where(q > 1.5 / t, q, 0.0) if t > 1 else q
+
+
+def point_estimate(inp: dict, estimator: str) -> float:
+    q = repeated(inp)
+    if estimator == "binarised":
+        return float(np.sum(inp["binarised"]))
+    if estimator == "expected":
+        return float(q.sum())
+    if estimator == "binarised_area":
+        mult = worm_multiplicity(inp["area"], inp["binarised"])
+        return float(mult[np.asarray(inp["binarised"], bool)].sum())
+    if estimator == "expected_area":
+        return float((q * worm_multiplicity(inp["area"], inp["binarised"])).sum())
+    if estimator == "draws":
+        return float(np.median(inp["draw_counts"])) if len(inp["draw_counts"]) else 0.0
+    raise ValueError(f"unknown count estimator {estimator!r}; choose one of {ESTIMATORS}")
+
+
+def spread(inp: dict) -> float:
+    """Standard deviation of the count from the draws alone (Poisson-binomial + per-draw counts)."""
+    q = repeated(inp)
+    draws = np.asarray(inp["draw_counts"], dtype=float)
+    mad = float(np.median(np.abs(draws - np.median(draws)))) if len(draws) else 0.0
+    var = float((q * (1 - q)).sum()) + (1.4826 * mad) ** 2
+    return float(np.sqrt(var))
+
+
+def count_interval(inp: dict, cal: Calibration = DEFAULT_CALIBRATION) -> CountResult:
+    """Count with its ``cal.level`` credible interval; zero instances give 0 (0-k)."""
+    mean = max(point_estimate(inp, cal.estimator) + cal.bias, 0.0)
+    sd = float(np.hypot(spread(inp), cal.sigma0))
+    z = float(norm.ppf(0.5 + cal.level / 2))
+    count = int(round(mean))
+    low = max(int(np.ceil(mean - z * sd - 1e-9)), 0)
+    high = int(np.floor(mean + z * sd + 1e-9))
+    return CountResult(count, min(low, count), max(high, count), cal.level, round(mean, 3))
+
+
+def fit_calibration(inputs: list[dict], truth: list[int], estimator: str, level: float = 0.9) -> Calibration:
+    """``bias``: the median residual (truth - estimate) on these wells; ``sigma0``: the smallest
+    extra error (0.05 steps) whose intervals hold the true count in at least ``level`` of these
+    wells when each well's bias is the median residual of the *other* wells (leave-one-out,
+    so sigma0 also covers the uncertainty of the bias itself)."""
+    for s0 in np.arange(0, 5.001, 0.05):
+        res = _loo_results(inputs, truth, estimator, float(s0), level)
+        if _coverage_of(res, truth) >= level:
+            break
+    est = np.array([point_estimate(i, estimator) for i in inputs])
+    bias = round(float(np.median(np.asarray(truth) - est)), 2) if len(est) else 0.0
+    return Calibration(estimator, bias, round(float(s0), 2), level)
+
+
+def _loo_results(inputs: list[dict], truth: list[int], estimator: str, sigma0: float, level: float) -> list[CountResult]:
+    """Each well's interval with the bias fitted on the other wells."""
+    resid = np.asarray(truth, float) - np.array([point_estimate(i, estimator) for i in inputs])
+    out = []
+    for k, inp in enumerate(inputs):
+        others = np.delete(resid, k)
+        bias = float(np.median(others)) if len(others) else 0.0
+        out.append(count_interval(inp, Calibration(estimator, bias, sigma0, level)))
+    return out
+
+
+def _coverage(inputs: list[dict], truth: list[int], cal: Calibration) -> float:
+    hits = [r.low <= t <= r.high for r, t in zip((count_interval(i, cal) for i in inputs), truth)]
+    return float(np.mean(hits)) if hits else 0.0
+
+
+def count_errors(results: list[CountResult], truth: list[int]) -> dict:
+    """MAE, bias (mean of predicted - true), exact share, coverage and mean interval width."""
+    c = np.array([r.count for r in results], float)
+    t = np.asarray(truth, float)
+    if len(c) == 0:
+        return {"mae": 0.0, "bias": 0.0, "exact": 0.0, "coverage": 0.0, "mean_width": 0.0, "wells": 0}
+    return {"mae": float(np.abs(c - t).mean()), "bias": float((c - t).mean()), "exact": float((c == t).mean()),
+            "coverage": _coverage_of(results, truth), "mean_width": float(np.mean([r.high - r.low for r in results])),
+            "wells": len(c)}
+
+
+def _coverage_of(results: list[CountResult], truth: list[int]) -> float:
+    return float(np.mean([r.low <= t <= r.high for r, t in zip(results, truth)]))
+
+
+def cross_fit(inputs: dict[str, dict], truth: dict[str, int], folds: list[list[str]], level: float = 0.9) -> dict:
+    """The 2-fold protocol: on each fold choose the estimator (lowest MAE after its bias
+    correction) and calibrate it; apply that to the other fold.  Returns per-well results
+    (each from the calibration fitted on the other fold) and the calibrations."""
+    out, chosen = {}, []
+    for k, fit_wells in enumerate(folds):
+        apply_wells = [w for f in folds[:k] + folds[k + 1:] for w in f]
+        fit_wells = [w for w in fit_wells if w in inputs]
+        cal = choose_calibration([inputs[w] for w in fit_wells], [truth[w] for w in fit_wells], level)
+        chosen.append(cal.as_dict())
+        for w in apply_wells:
+            if w in inputs:
+                out[w] = count_interval(inputs[w], cal)
+    return {"results": out, "calibrations": chosen}
+
+
+def choose_calibration(inputs: list[dict], truth: list[int], level: float = 0.9) -> Calibration:
+    """The estimator with the lowest leave-one-out MAE (bias fitted on the other wells), calibrated."""
+    best = None
+    for est in ESTIMATORS:
+        cal = fit_calibration(inputs, truth, est, level)
+        mae = count_errors(_loo_results(inputs, truth, est, cal.sigma0, level), truth)["mae"]
+        if best is None or mae < best[0] - 1e-9:
+            best = (mae, cal)
+    return best[1]
+
+
+def evaluate_counts(inputs: dict[str, dict], truth: dict[str, int], folds: list[list[str]] | None,
+                    cal: Calibration = DEFAULT_CALIBRATION) -> dict:
+    """The ``counts`` section of metrics.json.
+
+    Headline figures use the 2-fold protocol (each well's interval comes from the estimator
+    and calibration chosen on the other fold); ``shipped`` scores ``cal`` on the same wells
+    (in-sample wherever ``cal`` was chosen on them); ``binarised`` is the plain count of
+    binarised instances, the count before this module.
+    """
+    wells = sorted(inputs)
+    t = [truth[w] for w in wells]
+    shipped = {w: count_interval(inputs[w], cal) for w in wells}
+    raw = [CountResult(int(point_estimate(inputs[w], "binarised")), 0, 0, cal.level, 0.0) for w in wells]
+    out = {"level": cal.level, "shipped_calibration": cal.as_dict(),
+           "shipped": count_errors([shipped[w] for w in wells], t),
+           "binarised": {k: v for k, v in count_errors(raw, t).items() if k in ("mae", "bias", "exact")}}
+    usable = folds is not None and all(any(w in inputs for w in f) for f in folds)
+    if usable:
+        cv = cross_fit(inputs, truth, folds, cal.level)
+        res = cv["results"]
+        out.update(protocol="2-fold (test_fold1 / test_fold2): estimator and calibration chosen on one fold, "
+                            "applied to the other", calibrations=cv["calibrations"])
+    else:
+        res = shipped
+        out.update(protocol="shipped calibration (no fold files for these wells)", calibrations=[])
+    scored = [w for w in wells if w in res]
+    out.update(count_errors([res[w] for w in scored], [truth[w] for w in scored]))
+    out["per_well"] = {w: {"count": res[w].count, "low": res[w].low, "high": res[w].high, "true": truth[w],
+                           "mean": res[w].mean, "binarised": int(point_estimate(inputs[w], "binarised"))}
+                       for w in scored}
+    out["inputs"] = inputs
+    return out
+
+
+def subset_inputs(inp: dict, keep) -> dict:
+    """The ingredients of some instances only (e.g. one phenotype); per-draw counts do not split."""
+    keep = np.asarray(keep, bool)
+    out = {k: [v for v, m in zip(inp[k], keep) if m] for k in ("binarised", "area")}
+    return {"q": [float(v) for v in repeated(inp)[keep]], **out, "draw_counts": []}
+
+
+def phenotype_counts(inp: dict, is_first, names: tuple[str, str] = ("straight", "curved"),
+                     cal: Calibration = DEFAULT_CALIBRATION) -> dict[str, CountResult]:
+    """Counts with intervals of two classes of instances (``is_first``: one flag per instance).
+
+    The per-draw spread cannot be split by class, so each class's interval uses its
+    Poisson-binomial spread and the calibration's bias and extra error scaled by the
+    class's share of the expected count (an approximation: not calibrated per class).
+    """
+    first = np.asarray(is_first, bool)
+    q = repeated(inp)
+    total = q.sum()
+    est = cal.estimator if cal.estimator != "draws" else "expected"
+    out = {}
+    for name, keep in zip(names, (first, ~first)):
+        share = float(q[keep].sum() / total) if total > 0 else 0.0
+        sub = Calibration(est, cal.bias * share, cal.sigma0 * np.sqrt(share), cal.level)
+        out[name] = count_interval(subset_inputs(inp, keep), sub)
+    return out
+
+
+def count_summary(pred, table: dict) -> dict:
+    """A well's count with its interval and the medians of its worm table (a summary.csv row)."""
+    from .measurements import summarise
+
+    res = count_interval(count_inputs(pred.probabilities, pred.instances, pred.draw_counts))
+    s = summarise(table)
+    s.pop("worms")
+    return {"count": res.count, "count_low": res.low, "count_high": res.high, "count_level": res.level, **s}

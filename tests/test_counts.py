@@ -1,0 +1,85 @@
+"""Count estimators and intervals: known inputs, calibration, the 2-fold protocol, zero worms."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_probseg.counts import (Calibration, count_errors, count_inputs, count_interval, cross_fit, fit_calibration,
+                                   phenotype_counts, point_estimate, spread)
+
+
+def inputs(q, draws, area=None, binarised=None):
+    q = list(q)
+    return {"q": q, "binarised": binarised if binarised is not None else [v >= 0.75 for v in q],
+            "area": area if area is not None else [1000] * len(q), "draw_counts": list(draws)}
+
+
+def test_zero_instances_count_zero_with_an_interval():
+    inp = count_inputs(np.zeros((0, 8, 8), np.float32), np.zeros((0, 8, 8), bool), [0] * 8)
+    r = count_interval(inp, Calibration("expected", 0.0, 0.0))
+    assert (r.count, r.low, r.high) == (0, 0, 0) and r.text() == "0 worms (0-0, 90%)"
+    r = count_interval(inp, Calibration("binarised", 0.0, 1.0))
+    assert r.count == 0 and r.low == 0 and r.high == 1  # never below zero; z * 1.0 = 1.64 -> up to 1
+
+
+def test_inputs_from_probability_maps():
+    p = np.zeros((3, 10, 10), np.float32)
+    p[0, :4] = 1.0
+    p[1, 5:7] = 0.5
+    p[2, 8, 8] = 0.125  # seen in one of eight draws
+    inp = count_inputs(p, p >= 0.75, [2, 2, 3, 2, 2, 1, 2, 2])
+    assert inp["q"] == [1.0, 0.5, 0.125] and inp["binarised"] == [True, False, False]
+    assert inp["area"] == [40, 20, 0]
+    assert point_estimate(inp, "binarised") == 1
+    assert point_estimate(inp, "expected") == 1.5  # the one-draw fragment is left out
+    assert point_estimate(inp, "draws") == 2
+    # Poisson-binomial variance 0.25 (q = 0.5), per-draw MAD 0: sd 0.5
+    assert spread(inp) == pytest.approx(0.5)
+
+
+def test_certain_instances_and_agreeing_draws_give_a_point_interval():
+    inp = inputs([1.0] * 12, [12] * 8)
+    r = count_interval(inp, Calibration("expected", 0.0, 0.0))
+    assert (r.count, r.low, r.high) == (12, 12, 12)
+    wide = count_interval(inp, Calibration("expected", 0.0, 1.0))
+    assert (wide.low, wide.high) == (11, 13)  # 12 -+ 1.645
+
+
+def test_merged_worm_counts_twice_by_area():
+    inp = inputs([1.0] * 5, [5] * 8, area=[1000, 1100, 950, 1050, 2100])
+    assert point_estimate(inp, "binarised") == 5
+    assert point_estimate(inp, "binarised_area") == 6 and point_estimate(inp, "expected_area") == 6
+
+
+def test_calibration_learns_bias_and_extra_error():
+    rng = np.random.default_rng(1)
+    truth, ins = [], []
+    for _ in range(40):  # a segmenter that misses one worm, give or take one
+        n = int(rng.integers(10, 16))
+        ins.append(inputs([1.0] * n, [n] * 8))
+        truth.append(n + 1 + int(rng.integers(-1, 2)))
+    cal = fit_calibration(ins, truth, "binarised")
+    assert cal.bias == 1.0 and cal.sigma0 > 0
+    res = [count_interval(i, cal) for i in ins]
+    e = count_errors(res, truth)
+    assert e["coverage"] >= 0.9 and e["bias"] == pytest.approx(np.mean([r.count for r in res]) - np.mean(truth))
+    assert count_errors([count_interval(i, Calibration("binarised")) for i in ins], truth)["coverage"] < 0.5
+
+
+def test_cross_fit_applies_each_folds_calibration_to_the_other_fold():
+    ins = {f"A{i:02d}": inputs([1.0] * 10, [10] * 8) for i in range(10)}
+    truth = {w: 12 if int(w[1:]) < 5 else 10 for w in ins}  # fold 1 misses two worms, fold 2 none
+    folds = [[f"A{i:02d}" for i in range(5)], [f"A{i:02d}" for i in range(5, 10)]]
+    cv = cross_fit(ins, truth, folds)
+    assert cv["calibrations"][0]["bias"] == 2.0 and cv["calibrations"][1]["bias"] == 0.0
+    assert all(cv["results"][w].count == 10 for w in folds[0])  # fold 2's calibration: no correction
+    assert all(cv["results"][w].count == 12 for w in folds[1])
+
+
+def test_phenotype_counts_split_the_expected_count():
+    inp = inputs([1.0, 1.0, 0.5, 1.0, 0.75], [4, 5, 4, 5, 4, 5, 4, 5])
+    ph = phenotype_counts(inp, [True, False, True, False, False], cal=Calibration("expected", 1.0, 0.5))
+    assert ph["straight"].mean + ph["curved"].mean == pytest.approx(4.25 + 1.0)
+    assert ph["straight"].low <= ph["straight"].count <= ph["straight"].high
+    none = phenotype_counts(inputs([], []), [], cal=Calibration("expected", 1.0, 0.5))
+    assert none["straight"].count == 0 and none["curved"].count == 0
