@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_probseg import session as S
+from napari_probseg import autosave as A, edits as E, peaks as P, session as S, session_file as F, targets as T
 from napari_probseg.inference import Peak, Prediction, bernoulli_entropy, uncertainty_peaks
 from napari_probseg.outputs import write_prediction
 
@@ -42,14 +42,14 @@ def test_round_trip_keeps_everything(tmp_path: Path):
     np.testing.assert_array_equal(t.reviewed, s.reviewed)
     assert [(p.y, p.x, p.instances) for p in t.peaks] == [(p.y, p.x, p.instances) for p in s.peaks]
     assert t.meta == s.meta and t.history[0]["action"] == "accept" and t.channel_names == ["fl", "bf"]
-    assert S.file_kind(path) == "session"
+    assert F.file_kind(path) == "session"
     assert not list(tmp_path.glob(".*partial"))  # the temporary file is gone
 
 
 def test_probabilities_file_from_predict(tmp_path: Path):
     pred = toy_prediction()
     paths = write_prediction(pred, tmp_path, "C10", {"model": "m", "seed": 3})
-    assert S.file_kind(paths["probabilities"]) == "probabilities"
+    assert F.file_kind(paths["probabilities"]) == "probabilities"
     s = S.Session.from_probabilities_file(paths["probabilities"])
     assert s.image_name == "C10" and s.meta["seed"] == 3 and s.image is None
     np.testing.assert_array_equal(s.labels, pred.labels())
@@ -57,15 +57,15 @@ def test_probabilities_file_from_predict(tmp_path: Path):
 
 
 def test_autosave_uses_env_dir_and_keeps_other_sessions(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv(S.AUTOSAVE_ENV, str(tmp_path))
+    monkeypatch.setenv(A.AUTOSAVE_ENV, str(tmp_path))
     a = toy_session()
-    path = S.autosave(a)
+    path = A.autosave(a)
     assert path == tmp_path / "well_A01.probseg.npz"
     a.labels[1, 1] = 3
-    S.autosave(a)  # same session: overwritten in place
+    A.autosave(a)  # same session: overwritten in place
     assert S.Session.load(path).labels[1, 1] == 3 and len(list(tmp_path.iterdir())) == 1
     b = toy_session()  # a new session for the same image must not destroy a's corrections
-    S.autosave(b)
+    A.autosave(b)
     kept = tmp_path / f"well_A01.{a.session_id[:8]}.probseg.npz"
     assert S.Session.load(kept).session_id == a.session_id
     assert S.Session.load(path).session_id == b.session_id
@@ -91,7 +91,7 @@ def test_truncated_and_foreign_npz(tmp_path: Path):
         S.Session.load(foreign)
     with pytest.raises(S.SessionError, match="does not exist"):
         S.Session.load(tmp_path / "missing.npz")
-    assert S.file_kind(foreign) is None
+    assert F.file_kind(foreign) is None
 
 
 def test_pickled_object_is_refused(tmp_path: Path):
@@ -110,34 +110,34 @@ def test_edits():
     lab[2:6, 2:28] = 1
     lab[10:14, 2:12] = 2
     lab[10:14, 12:28] = 3
-    m = S.merge(lab, 2, 3)
+    m = E.merge(lab, 2, 3)
     out = lab.copy(); m.apply(out)
     assert set(np.unique(out)) == {0, 1, 2} and (out[10:14, 2:28] == 2).all()
-    sp = S.split(out, 2, np.array([[12, 3], [12, 27]]))
+    sp = E.split(out, 2, np.array([[12, 3], [12, 27]]))
     out2 = out.copy(); sp.apply(out2)
     assert set(np.unique(out2)) == {0, 1, 2, 3}
     assert out2[12, 3] == 2 and out2[12, 27] == 3 and (out2 > 0).sum() == (out > 0).sum()
-    e = S.erase(out2, 1); e.apply(out2)
+    e = E.erase(out2, 1); e.apply(out2)
     assert 1 not in out2
     paint = np.zeros_like(lab, bool); paint[16:19, 5:9] = True
-    r = S.replace(out2, 3, paint); r.apply(out2)
+    r = E.replace(out2, 3, paint); r.apply(out2)
     assert (out2[16:19, 5:9] == 3).all() and (out2 == 3).sum() == 12
     with pytest.raises(S.SessionError, match="not in the label image"):
-        S.merge(lab, 1, 9)
+        E.merge(lab, 1, 9)
     with pytest.raises(S.SessionError, match="at least two"):
-        S.split(lab, 1, np.array([[3, 3]]))
+        E.split(lab, 1, np.array([[3, 3]]))
     with pytest.raises(S.SessionError, match="not on instance"):
-        S.split(lab, 1, np.array([[3, 3], [18, 20]]))
+        E.split(lab, 1, np.array([[3, 3], [18, 20]]))
 
 
 def test_peak_labels_masks_and_progress():
     s = toy_session()
     ids = s.peak_labels(0)
     assert ids and all(i in (1, 2) for i in ids)
-    assert S.label_masks(s.labels).shape == (2, 32, 48)
+    assert T.label_masks(s.labels).shape == (2, 32, 48)
     assert s.next_unreviewed() == 0
     s.reviewed[:] = True
     assert s.next_unreviewed() is None and s.n_reviewed == len(s.peaks)
-    assert S.mean_peak_entropy(s.entropy, s.peaks) > 0
-    assert np.isnan(S.mean_peak_entropy(s.entropy, []))
+    assert P.mean_peak_entropy(s.entropy, s.peaks) > 0
+    assert np.isnan(P.mean_peak_entropy(s.entropy, []))
     assert isinstance(s.peaks[0], Peak)

@@ -313,7 +313,7 @@ class InferenceWidget(QWidget):
     def _replace_results(self, session: Any, job: Job, table: dict | None = None) -> None:
         """Add the result layers; drop earlier untouched results of the same image, keep edited
         ones (hidden, renamed with their time) so a re-run never discards corrections."""
-        from ._io import session_layer_data
+        from .._layers import session_layer_data
 
         stamp = time.strftime("%H:%M:%S")
         for layer in list(C.layers_with(self.viewer, "probseg_image_name", job.image_name)):

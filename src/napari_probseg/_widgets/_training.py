@@ -16,7 +16,9 @@ import numpy as np
 from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                             QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from .. import session as S
+from ..peaks import mean_peak_entropy
+from ..session import Session
+from ..targets import label_masks
 from . import _common as C
 from ._plot import LossPlot
 
@@ -32,7 +34,7 @@ class TrainingWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = None
         self.checkpoint: Path | None = None
-        self.trained_on: S.Session | None = None  # session whose corrections were used
+        self.trained_on: Session | None = None  # session whose corrections were used
         self.fast_cpu = True  # bf16 autocast where the CPU supports it (tests switch it off)
         self._stop = threading.Event()
         self.relay = C.Relay()
@@ -150,7 +152,7 @@ class TrainingWidget(QWidget):
         if layer is None:
             C.error("No corrected labels: segment an image (or open a session) and proofread it first.")
             return None
-        session: S.Session = layer.metadata["probseg_session"]
+        session: Session = layer.metadata["probseg_session"]
         labels = np.array(layer.data)
         image = session.image if session.image is not None else self._image_from_layers(session)
         if image is None:  # an empty label image is fine: it teaches that this field holds no worm
@@ -181,7 +183,7 @@ class TrainingWidget(QWidget):
         self.status.setText("loading data...")
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(True)
-        self.worker = create_worker(_fine_tune, cfg, init, session.image_name, image, S.label_masks(labels), extra,
+        self.worker = create_worker(_fine_tune, cfg, init, session.image_name, image, label_masks(labels), extra,
                                     self.relay, self._stop, _start_thread=False)
         self.worker.returned.connect(self._on_done)
         self.worker.errored.connect(lambda exc: C.error(f"Fine-tuning failed: {exc}"))
@@ -189,7 +191,7 @@ class TrainingWidget(QWidget):
         self.worker.start()
         return self.worker
 
-    def _image_from_layers(self, session: S.Session) -> np.ndarray | None:
+    def _image_from_layers(self, session: Session) -> np.ndarray | None:
         names = session.channel_names
         if not names or not all(n in self.viewer.layers for n in names):
             return None
@@ -246,14 +248,14 @@ class TrainingWidget(QWidget):
             C.error(f"Could not save the model to {path}: {exc}")
             return None
 
-    def on_new_session(self, new: S.Session) -> None:
+    def on_new_session(self, new: Session) -> None:
         """Called by the inference widget: compare uncertainty at the reviewed peaks."""
         old = self.trained_on
         if old is None or new.image_name != old.image_name or new is old or new.entropy.shape != old.entropy.shape:
             return
         peaks = [p for p, r in zip(old.peaks, old.reviewed) if r] or old.peaks[:20]
         what = "reviewed" if old.reviewed.any() else "top"
-        before, after = S.mean_peak_entropy(old.entropy, peaks), S.mean_peak_entropy(new.entropy, peaks)
+        before, after = mean_peak_entropy(old.entropy, peaks), mean_peak_entropy(new.entropy, peaks)
         self.comparison = (before, after, len(peaks))
         self.status.setText(f"Mean entropy at the {len(peaks)} {what} peaks: {before:.3f} before fine-tuning, "
                             f"{after:.3f} after ({after - before:+.3f}).")
