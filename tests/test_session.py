@@ -141,3 +141,46 @@ def test_peak_labels_masks_and_progress():
     assert P.mean_peak_entropy(s.entropy, s.peaks) > 0
     assert np.isnan(P.mean_peak_entropy(s.entropy, []))
     assert isinstance(s.peaks[0], Peak)
+
+
+def crossing_session() -> S.Session:
+    """Two bar worms crossing at right angles: the model's instances overlap at the crossing."""
+    p = np.zeros((3, 40, 40), np.float32)
+    p[0, 18:22, 2:38] = 0.95  # horizontal worm
+    p[1, 2:38, 18:22] = 0.95  # vertical worm, painted over the crossing in the label image
+    p[2, 30:34, 2:10] = 0.9  # a third worm, apart
+    ent = bernoulli_entropy(p).max(0)
+    pred = Prediction(p, p >= 0.75, ent, uncertainty_peaks(ent, p), [], 0.75)
+    return S.Session.from_prediction(pred, "cross", None)
+
+
+def test_training_target_keeps_the_model_overlaps():
+    s = crossing_session()
+    crossing = (slice(18, 22), slice(18, 22))
+    assert (s.labels[crossing] == 2).all()  # the Labels layer shows one worm there
+    m = T.training_masks(s.labels, s.probabilities, s.binarize)
+    assert m.shape == (3, 40, 40)
+    assert (m.sum(0)[crossing] == 2).all() and (m.sum(0) == 2).sum() == 16  # overlap class present, only there
+    np.testing.assert_array_equal(m[0], s.probabilities[0] >= 0.75)  # the hidden worm is whole again
+    assert (T.label_masks(s.labels).sum(0) <= 1).all()  # what the old target was: disjoint
+
+
+def test_training_target_follows_the_corrections():
+    s = crossing_session()
+    merged = s.labels.copy()
+    E.merge(merged, 1, 3).apply(merged)  # the apart worm joins worm 1: its pixels (none hidden) carry 1
+    m = T.training_masks(merged, s.probabilities, s.binarize)
+    assert len(m) == 2 and (m.sum(0) == 2).sum() == 16
+    erased = s.labels.copy()
+    E.erase(erased, 1).apply(erased)  # the hidden worm erased: no overlap left to learn
+    m = T.training_masks(erased, s.probabilities, s.binarize)
+    assert len(m) == 2 and m.sum(0).max() == 1
+    np.testing.assert_array_equal(m.sum(0) > 0, erased > 0)
+    vertical_gone = s.labels.copy()
+    E.erase(vertical_gone, 2).apply(vertical_gone)  # the occluder erased: the crossing is background now
+    m = T.training_masks(vertical_gone, s.probabilities, s.binarize)
+    assert m.sum(0).max() == 1 and not m[:, 18:22, 18:22].any()
+    split = s.labels.copy()
+    E.split(split, 1, np.array([[20, 3], [20, 36]])).apply(split)  # worm 1 split: ambiguous, labels rule
+    m = T.training_masks(split, s.probabilities, s.binarize)
+    assert m.sum(0).max() == 1

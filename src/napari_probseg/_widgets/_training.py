@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
 
 from ..peaks import mean_peak_entropy
 from ..session import Session
-from ..targets import label_masks
+from ..targets import training_masks
 from . import _common as C
 from ._plot import LossPlot
 
@@ -183,7 +183,8 @@ class TrainingWidget(QWidget):
         self.status.setText("loading data...")
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(True)
-        self.worker = create_worker(_fine_tune, cfg, init, session.image_name, image, label_masks(labels), extra,
+        masks = training_masks(labels, session.probabilities, session.binarize)  # overlaps kept
+        self.worker = create_worker(_fine_tune, cfg, init, session.image_name, image, masks, extra,
                                     self.relay, self._stop, _start_thread=False)
         self.worker.returned.connect(self._on_done)
         self.worker.errored.connect(lambda exc: C.error(f"Fine-tuning failed: {exc}"))
