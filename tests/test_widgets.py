@@ -279,6 +279,27 @@ def test_proofread_queue_edits_undo_save_reopen(make_napari_viewer, qtbot, tmp_p
     assert not errors(notes)
 
 
+def test_dock_keys_leave_a_users_binding_alone(make_napari_viewer, qtbot, tmp_path, _autosave_in_tmp, notes):
+    viewer = make_napari_viewer(show=True)
+    pressed = []
+
+    @viewer.bind_key("n")
+    def my_next(v):  # the user's own binding, made before the dock opens
+        pressed.append("mine")
+
+    viewer.open(str(bars_session(tmp_path)), plugin="napari-probseg")
+    dock = open_dock(viewer, "Proofreading")
+    assert dock.keys_left_alone == ["n"]
+    assert any("left as they are" in str(n.message) for n in notes)
+    dock.show_list("patches")
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.keyClick(canvas, Qt.Key_N)
+    assert pressed == ["mine"] and dock.current is None  # the user's key still does the user's thing
+    qtbot.keyClick(canvas, Qt.Key_R, Qt.ShiftModifier)  # a free key is the dock's
+    assert dock.current is not None and dock.bar.value() == 1
+    assert not errors(notes)
+
+
 def test_reader_writer_and_samples(make_napari_viewer, qtbot, tmp_path, notes):
     import npe2
 

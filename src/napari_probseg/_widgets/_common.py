@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -52,6 +53,43 @@ def error(message: str) -> None:
 
 
 info, warning = show_info, show_warning
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """A worker's result when the user stopped it: nothing to add, nothing went wrong."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A worker's result for an expected failure (bad input, unreadable model, full disk):
+    the message for the user; unexpected exceptions still reach ``worker.errored``."""
+
+    message: str
+
+
+def bind_keys(viewer: "napari.Viewer", callbacks: dict[str, Any]) -> list[str]:
+    """Bind the dock's keys on the viewer without replacing anyone else's binding.
+
+    Why: ``bind_key(..., overwrite=True)`` silently took over keys a user (or another
+    plugin) had bound.  A key already bound to one of our callbacks (``probseg_*``, from
+    an earlier dock on this viewer) is rebound; a key bound to anything else is left
+    alone, reported by a notice and returned - the dock's buttons still do the same.
+    """
+    from napari.utils.key_bindings import coerce_keybinding
+
+    taken = []
+    for key, callback in callbacks.items():
+        current = viewer.keymap.get(coerce_keybinding(key))
+        if current is not None and not getattr(current, "__name__", "").startswith("probseg_"):
+            taken.append(key)
+            continue
+        viewer.bind_key(key, None)  # unbinds our own earlier callback, if any
+        viewer.bind_key(key, callback)
+    if taken:
+        info(f"Keys {', '.join(taken)} are bound already and were left as they are; "
+             "use the Proofreading buttons instead.")
+    return taken
 
 
 class Relay(QObject):

@@ -282,16 +282,16 @@ class InferenceWidget(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
-    def _on_done(self, job: Job, res: Any) -> None:
-        if res == "cancelled":
+    def _on_done(self, job: Job, res: "Segmented | C.Cancelled | C.Failed") -> None:
+        if isinstance(res, C.Cancelled):
             self.status.setText("cancelled")
             C.info("Inference cancelled; nothing was added.")
             return
-        if isinstance(res, str):
+        if isinstance(res, C.Failed):
             self.status.setText("failed")
-            C.error(res)
+            C.error(res.message)
             return
-        pred, meta, table = res
+        pred, meta, table = res.prediction, res.meta, res.table
         from ..counts import count_interval
         from ..session import Session
 
@@ -338,7 +338,16 @@ class InferenceWidget(QWidget):
             measure._refresh()
 
 
-def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> Any:
+@dataclass(frozen=True)
+class Segmented:
+    """What a finished inference worker hands to the GUI thread."""
+
+    prediction: Any  # inference.Prediction
+    meta: dict
+    table: dict  # measurements.measure_prediction's per-worm table
+
+
+def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> "Segmented | C.Cancelled | C.Failed":
     """Worker body: load, predict, free the GPU cache; expected failures become a message."""
     import torch
 
@@ -362,12 +371,12 @@ def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> Any:
                 "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - t0,
                 "count_inputs": count_inputs(pred.probabilities, pred.instances, pred.draw_counts)}
-        return pred, meta, table
+        return Segmented(pred, meta, table)
     except Cancelled:
-        return "cancelled"
+        return C.Cancelled()
     except (CheckpointError, InputError, ValueError, RuntimeError, OSError) as exc:
         C.log.exception("inference failed")
-        return f"Inference failed: {exc}"
+        return C.Failed(f"Inference failed: {exc}")
     finally:
         if job.device.startswith("cuda"):
             torch.cuda.empty_cache()

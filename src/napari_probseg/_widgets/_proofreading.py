@@ -55,8 +55,7 @@ class ProofreadingWidget(QWidget):
         napari_viewer.layers.events.inserted.connect(self._on_inserted)
         napari_viewer.layers.events.removed.connect(self._on_removed)
         ref = weakref.ref(self)
-        for key, method in KEYS.items():
-            napari_viewer.bind_key(key, _forward(ref, method), overwrite=True)
+        self.keys_left_alone = C.bind_keys(napari_viewer, {key: _forward(ref, m) for key, m in KEYS.items()})
         layers = C.session_labels_layers(napari_viewer)
         if layers:
             self.bind(layers[0])

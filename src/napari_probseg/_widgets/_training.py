@@ -212,11 +212,11 @@ class TrainingWidget(QWidget):
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
 
-    def _on_done(self, res: Any) -> None:
+    def _on_done(self, res: "Path | C.Failed") -> None:
         self.plot.redraw()
-        if isinstance(res, str):
+        if isinstance(res, C.Failed):
             self.status.setText("failed")
-            C.error(res)
+            C.error(res.message)
             return
         self.checkpoint = Path(res)
         self.save_button.setEnabled(True)
@@ -263,8 +263,8 @@ class TrainingWidget(QWidget):
 
 
 def _fine_tune(cfg: Any, init: str, name: str, image: np.ndarray, masks: np.ndarray, extra: list[str],
-               relay: C.Relay, stop: threading.Event) -> Path | str:
-    """Worker body: build the wells, train; the checkpoint Path, or an error message (str)."""
+               relay: C.Relay, stop: threading.Event) -> "Path | C.Failed":
+    """Worker body: build the wells, train; the checkpoint Path, or the failure's message."""
     from ..checkpoint import CheckpointError
     from ..data import CHANNEL_TAGS, InputError, Well, load_well, normalize, validate_image
     from ..models import load_model, resolve_model
@@ -283,4 +283,4 @@ def _fine_tune(cfg: Any, init: str, name: str, image: np.ndarray, masks: np.ndar
         return Path(train(cfg, wells, init_from=path, progress=relay.train_step.emit, should_stop=stop.is_set))
     except (CheckpointError, InputError, ValueError, RuntimeError, OSError) as exc:
         C.log.exception("fine-tuning failed")
-        return f"Fine-tuning failed: {exc}"
+        return C.Failed(f"Fine-tuning failed: {exc}")
