@@ -184,3 +184,23 @@ def test_training_target_follows_the_corrections():
     E.split(split, 1, np.array([[20, 3], [20, 36]])).apply(split)  # worm 1 split: ambiguous, labels rule
     m = T.training_masks(split, s.probabilities, s.binarize)
     assert m.sum(0).max() == 1
+
+
+def test_binarisation_cut_is_stored_as_binarize_and_old_files_are_read(tmp_path: Path):
+    s = toy_session()
+    s.binarize = 0.6
+    path = s.save(tmp_path / "new.probseg.npz")
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    assert "binarize" in arrays and "threshold" not in arrays
+    arrays["threshold"] = arrays.pop("binarize")  # a file written before the rename
+    old = tmp_path / "old.probseg.npz"
+    np.savez(old, **arrays)
+    assert S.Session.load(old).binarize == pytest.approx(0.6)
+    assert S.Session.load(path).binarize == pytest.approx(0.6)
+
+
+def test_probabilities_file_meta_json_and_old_literal(tmp_path: Path):
+    assert F.parse_meta('{"model": "m", "draw_counts": [3, 4]}') == {"model": "m", "draw_counts": [3, 4]}
+    assert F.parse_meta("{'model': 'm', 'draw_counts': [3, 4]}") == {"model": "m", "draw_counts": [3, 4]}
+    assert F.parse_meta("__import__('os')") == {"raw": "__import__('os')"}  # never evaluated

@@ -94,7 +94,7 @@ def test_segment_bind_results_then_finetune(make_napari_viewer, qtbot, tiny_chec
     prov = labels.metadata["probseg"]
     assert prov["postprocess"]["min_size"] == lm.postprocess.min_size + 1  # the user's value was used
     assert prov["sha256"] == lm.sha256 and prov["draws"] == 2 and prov["seed"] == 0
-    assert prov["threshold"] == pytest.approx(0.75) and prov["dropout_rates"] == pytest.approx(lm.model.dropout_rates())
+    assert prov["binarize"] == pytest.approx(0.75) and prov["dropout_rates"] == pytest.approx(lm.model.dropout_rates())
     ent = viewer.layers["C10 entropy"]
     assert ent.colormap.name == "magma" and tuple(ent.contrast_limits) == pytest.approx((0, np.log(2)))
     peaks = viewer.layers["C10 uncertainty peaks"]

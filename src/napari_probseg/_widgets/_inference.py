@@ -39,7 +39,7 @@ class Job:
     layers: list[dict]  # name, unique id, scale, translate of each source layer
     device: str
     draws: int
-    threshold: float
+    binarize: float  # probability at which an instance mask is cut
     seed: int
     min_size: int = 50  # pixels: smaller clusters are dropped
 
@@ -89,7 +89,8 @@ class InferenceWidget(QWidget):
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
         self.draws = C.int_box("draws", 8)
-        self.threshold = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=0.75)
+        self.binarize = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=0.75)
+        self.binarize.setToolTip("probability at which a pixel belongs to a worm (the model's own value is preset)")
         self.seed = C.int_box("seed", 0)
         self.min_size = C.int_box("min_size", 50, suffix=" px")
         self.min_size.setToolTip("Objects smaller than this are dropped. Each model brings its own value "
@@ -102,7 +103,7 @@ class InferenceWidget(QWidget):
             form.addRow(lab, combo)
         form.addRow("Device", self.device)
         form.addRow("MC draws", self.draws)
-        form.addRow("Threshold", self.threshold)
+        form.addRow("Binarise at", self.binarize)
         form.addRow("Seed", self.seed)
         form.addRow("Smallest object", self.min_size)
         self.run_button = QPushButton("Run")
@@ -176,7 +177,7 @@ class InferenceWidget(QWidget):
         rate_txt = f"dropout {min(rates.values()):.3f}-{max(rates.values()):.3f}" if rates else "no dropout (baseline)"
         self.model_info.setText(f"{lm.model.cfg.variant}, {n} channel(s), {rate_txt}, sha256 {lm.sha256[:12]}")
         self.draws.setValue(lm.postprocess.mc_draws)
-        self.threshold.setValue(lm.postprocess.binarize)
+        self.binarize.setValue(lm.postprocess.binarize)
         self.min_size.setValue(lm.postprocess.min_size)
         self.layer_labels[0].setText("Fluorescence (w1)" if n == 2 else "Image")
         for w in (self.layer_labels[1], self.layer_combos[1]):
@@ -232,7 +233,7 @@ class InferenceWidget(QWidget):
         image = np.stack([np.array(l.data) for l in layers])
         try:
             validate_image(image, n, min_size=self._loaded.model.cell)
-            for name, box in (("draws", self.draws), ("threshold", self.threshold), ("seed", self.seed),
+            for name, box in (("draws", self.draws), ("threshold", self.binarize), ("seed", self.seed),  # RENAME: binarize (validation key)
                               ("min_size", self.min_size)):
                 check(name, box.value(), name.replace("_", " "))
             device = str(pick_device(self.device.currentText()))
@@ -243,7 +244,7 @@ class InferenceWidget(QWidget):
         name = md.get("probseg_image_name") or layers[0].name
         src = md.get("probseg_source") or str(getattr(layers[0].source, "path", "") or "")
         geo = [{"name": l.name, "id": str(l.unique_id), "scale": tuple(l.scale), "translate": tuple(l.translate)} for l in layers]
-        return Job(self.model_spec(), image, name, src, geo, device, self.draws.value(), self.threshold.value(), self.seed.value(),
+        return Job(self.model_spec(), image, name, src, geo, device, self.draws.value(), self.binarize.value(), self.seed.value(),
                    self.min_size.value())
 
     # ---- run -----------------------------------------------------------------------
@@ -360,14 +361,15 @@ def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> "Segmented | C.Ca
     try:
         lm = load_model(job.model, job.device)
         lm.postprocess = replace(lm.postprocess, min_size=job.min_size)
-        pred = predict(lm.model, job.image, lm.postprocess, job.draws, job.threshold, job.device, job.seed,
+        # RENAME: binarize - positional here; predict's keyword is still threshold= in today's core
+        pred = predict(lm.model, job.image, lm.postprocess, job.draws, job.binarize, job.device, job.seed,
                        progress=relay.progress.emit, should_stop=stop.is_set)
         from ..counts import count_inputs
         from ..measurements import channel_tags, measure_prediction
 
         table = measure_prediction(pred, job.image, channel_tags(len(job.image)))
         meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": job.draws,
-                "threshold": job.threshold, "seed": job.seed, "device": job.device,
+                "binarize": job.binarize, "seed": job.seed, "device": job.device,
                 "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - t0,
                 "count_inputs": count_inputs(pred.probabilities, pred.instances, pred.draw_counts)}

@@ -141,7 +141,7 @@ def count_text(session: Any, table: dict[str, list], straight_at: float) -> str:
     inp = meta.get("count_inputs")
     if inp is None and meta.get("draw_counts"):  # a probseg predict / batch file: rebuild from its arrays
         probs = session.probabilities
-        inp = count_inputs(probs, probs >= session.threshold, meta["draw_counts"])
+        inp = count_inputs(probs, probs >= session.binarize, meta["draw_counts"])
     lines = []
     if inp:
         lines.append(f"Automatic count: {count_interval(inp).text()}")

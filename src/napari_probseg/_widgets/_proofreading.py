@@ -141,7 +141,7 @@ class ProofreadingWidget(QWidget):
         self.title.setText(f"{s.image_name}: {len(s.default_items())} suspected errors ({len(s.items)} review items, "
                            f"{len(s.peaks)} patches) - model {Path(str(m.get('model', '?'))).name} "
                            f"(sha256 {str(m.get('sha256', ''))[:8]}), {m.get('draws', '?')} draws, "
-                           f"threshold {s.threshold:g}")
+                           f"binarised at {s.binarize:g}")
         self.show_list()
 
     def show_list(self, mode: str | None = None) -> None:
