@@ -131,16 +131,31 @@ def test_edits():
 
 
 def test_peak_labels_masks_and_progress():
-    s = toy_session()
-    ids = s.peak_labels(0)
-    assert ids and all(i in (1, 2) for i in ids)
-    assert T.label_masks(s.labels).shape == (2, 32, 48)
+    lab = np.zeros((20, 20), np.int32)
+    lab[0:3, :] = 1  # ends one pixel above the patch at y=4: only the grown window sees it
+    lab[5:7, 5:7] = 2  # inside the patch at (4, 4)
+    lab[15:18, 15:18] = 3  # far away, but listed by the model at the second peak
+    ent = np.zeros((20, 20), np.float32)
+    ent[4:8, 4:8] = 0.5
+    ent[10:14, 0:4] = 0.25
+    peaks = [Peak(0.5, 3, 4, []), Peak(0.25, 10, 0, [2, 0]), Peak(0.1, 8, 12, [1])]
+    s = S.Session("t", np.zeros((3, 20, 20), np.float32), ent, lab, peaks)
+    assert s.peak_labels(0) == [1, 2]  # rows 2..7: label 1 at row 2 is in the patch grown by one pixel
+    assert S.Session("t", s.probabilities, ent, lab, [Peak(0.5, 4, 4, [])]).peak_labels(0) == [2]  # row 2 is 2 px away
+    assert s.peak_labels(1) == [3, 1]  # nothing in the window: the model's instances, in its order
+    erased = lab.copy()
+    erased[erased == 2] = 0
+    assert s.peak_labels(2) == [2] and s.peak_labels(2, erased) == []  # an erased worm is not offered
+    masks = T.label_masks(lab)
+    assert masks.shape == (3, 20, 20) and [int(m.sum()) for m in masks] == [60, 4, 9]
+    assert (masks.argmax(0) + 1)[masks.any(0)].tolist() == lab[lab > 0].tolist()
     assert s.next_unreviewed() == 0
-    s.reviewed[:] = True
-    assert s.next_unreviewed() is None and s.n_reviewed == len(s.peaks)
-    assert P.mean_peak_entropy(s.entropy, s.peaks) > 0
-    assert np.isnan(P.mean_peak_entropy(s.entropy, []))
-    assert isinstance(s.peaks[0], Peak)
+    s.reviewed[[0, 2]] = True
+    assert s.next_unreviewed() == 1 and s.next_unreviewed(2) == 1 and s.n_reviewed == 2  # wraps around
+    s.reviewed[1] = True
+    assert s.next_unreviewed() is None
+    assert P.mean_peak_entropy(ent, peaks[:2]) == pytest.approx((ent[3:7, 4:8].mean() + 0.25) / 2)
+    assert np.isnan(P.mean_peak_entropy(ent, []))
 
 
 def crossing_session() -> S.Session:
@@ -204,3 +219,34 @@ def test_probabilities_file_meta_json_and_old_literal(tmp_path: Path):
     assert F.parse_meta('{"model": "m", "draw_counts": [3, 4]}') == {"model": "m", "draw_counts": [3, 4]}
     assert F.parse_meta("{'model': 'm', 'draw_counts': [3, 4]}") == {"model": "m", "draw_counts": [3, 4]}
     assert F.parse_meta("__import__('os')") == {"raw": "__import__('os')"}  # never evaluated
+
+
+def test_split_seeds_off_the_worm_are_snapped_when_near_and_refused_when_far():
+    lab = np.zeros((30, 40), np.int32)
+    lab[10:14, 2:38] = 1  # a horizontal worm, 4 px thick
+    near = E.split(lab, 1, np.array([[8, 4], [16, 35]]))  # 2-3 px above / below it: snapped on
+    out = lab.copy()
+    near.apply(out)
+    assert set(np.unique(out)) == {0, 1, 2} and (out > 0).sum() == (lab > 0).sum()
+    assert out[12, 3] == 1 and out[12, 36] == 2  # the region of the first seed keeps the id
+    with pytest.raises(S.SessionError, match=r"seed point \(25, 20\) is not on instance 1; place it on the worm"):
+        E.split(lab, 1, np.array([[12, 4], [25, 20]]))  # 11 px below it
+    with pytest.raises(S.SessionError, match="not on instance 1"):
+        E.split(lab, 1, np.array([[12, 4], [12, 45]]))  # outside the image
+    with pytest.raises(S.SessionError, match="same pixel"):
+        E.split(lab, 1, np.array([[8, 4], [9, 4]]))  # both snap onto (10, 4)
+    np.testing.assert_array_equal(lab[10:14, 2:38], 1)  # refused splits change nothing
+
+
+def test_autosave_over_damaged_files_keeps_each_aside(tmp_path: Path):
+    slot = A.autosave_path("well A01", tmp_path)
+    slot.write_bytes(b"PK\x03\x04 first damaged autosave")
+    s = toy_session()
+    assert A.autosave(s, tmp_path) == slot and S.Session.load(slot).session_id == s.session_id
+    aside = tmp_path / "well_A01.damaged.probseg.npz"
+    assert aside.read_bytes() == b"PK\x03\x04 first damaged autosave"  # kept, byte for byte
+    slot.write_bytes(b"second damaged autosave")  # damaged again (e.g. a full disk)
+    A.autosave(s, tmp_path)
+    assert aside.read_bytes() == b"PK\x03\x04 first damaged autosave"  # the first one is not replaced
+    assert (tmp_path / "well_A01.damaged-2.probseg.npz").read_bytes() == b"second damaged autosave"
+    assert S.Session.load(slot).session_id == s.session_id
