@@ -23,7 +23,7 @@ from napari_probseg.models import load_model  # noqa: E402
 from napari_probseg.outputs import write_prediction  # noqa: E402
 from napari_probseg.sample_data import load_sample  # noqa: E402
 from napari_probseg._widgets import InferenceWidget, MeasureWidget, ProofreadingWidget, TrainingWidget  # noqa: E402
-from napari_probseg._widgets._common import camera, lookup  # noqa: E402
+from napari_probseg._widgets._common import camera, docked  # noqa: E402
 from napari_probseg._layers import channel_layers as _channel_layers  # noqa: E402
 
 from .conftest import tiny_model  # noqa: E402
@@ -102,7 +102,7 @@ def test_segment_bind_results_then_finetune(make_napari_viewer, qtbot, tiny_chec
     np.testing.assert_array_equal(peaks.data[0], (sess.peaks[0].y + 2, sess.peaks[0].x + 2))
     probs = viewer.layers["C10 probability (max)"].metadata["probabilities"]
     assert probs.shape == (len(sess.probabilities), 128, 160)
-    dock = lookup(viewer, "proofreading")  # opened by the inference widget and bound to the result
+    dock = docked(viewer, ProofreadingWidget)  # opened by the inference widget and bound to the result
     assert dock is not None and dock.session is sess
     assert "instances" in w.status.text() and "worms (" in w.status.text()  # the count with its interval
     assert list(labels.features.columns[:3]) == ["index", "label", "area_px"]  # the worm table, for hover
@@ -279,6 +279,17 @@ def test_proofread_queue_edits_undo_save_reopen(make_napari_viewer, qtbot, tmp_p
     assert not errors(notes)
 
 
+def test_docks_find_each_other_through_napari_not_a_registry(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    assert docked(viewer, TrainingWidget) is None
+    t = open_dock(viewer, "Fine-tune")
+    assert docked(viewer, TrainingWidget) is t and docked(viewer, ProofreadingWidget) is None
+    viewer.window.remove_dock_widget(t)  # closed by the user: no longer found
+    assert docked(viewer, TrainingWidget) is None
+    other = make_napari_viewer(show=True)
+    assert docked(other, TrainingWidget) is None  # per viewer
+
+
 def test_dock_keys_leave_a_users_binding_alone(make_napari_viewer, qtbot, tmp_path, _autosave_in_tmp, notes):
     viewer = make_napari_viewer(show=True)
     pressed = []
@@ -318,7 +329,7 @@ def test_reader_writer_and_samples(make_napari_viewer, qtbot, tmp_path, notes):
     ent = bernoulli_entropy(p).max(0)
     files = write_prediction(Prediction(p, p >= 0.75, ent, uncertainty_peaks(ent, p), [], 0.75), tmp_path, "W01", {})
     viewer.open(str(files["probabilities"]), plugin="napari-probseg")
-    assert lookup(viewer, "proofreading") is None  # the reader opens no dock
+    assert docked(viewer, ProofreadingWidget) is None  # the reader opens no dock
     dock = open_dock(viewer, "Proofreading")
     assert dock.session.image_name == "W01" and len(dock.session.peaks) > 0
     assert [it.kind for it in dock.session.items] == ["missed"] and files["review"].exists()
@@ -350,7 +361,7 @@ def test_field_without_worms_gives_an_empty_result_everywhere(make_napari_viewer
     assert not errors(notes) and "0 instances, 0 worms" in w.status.text() and "0 suspected errors, 0 uncertainty peaks" in w.status.text(), w.status.text()
     sess: S.Session = viewer.layers["corner labels"].metadata["probseg_session"]
     assert not viewer.layers["corner labels"].data.any() and sess.peaks == [] and len(sess.probabilities) == 0
-    dock = lookup(viewer, "proofreading")
+    dock = docked(viewer, ProofreadingWidget)
     assert dock is not None and dock.session is sess
     dock.next_peak()  # nothing to visit: must not raise
     S.Session.load(sess.save(tmp_path / "empty.probseg.npz"))

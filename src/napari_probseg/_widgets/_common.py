@@ -1,8 +1,7 @@
-"""Small helpers the widgets share: notifications, a weak widget registry, layer lookup."""
+"""Small helpers the widgets share: notifications, typed worker results, key binding, dock and layer lookup."""
 from __future__ import annotations
 
 import logging
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -14,24 +13,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("napari_probseg")
 
-# viewer -> {"inference": widget, ...}; weak both ways so a closed viewer is not kept alive
-_REGISTRY: "weakref.WeakKeyDictionary[Any, dict[str, weakref.ref]]" = weakref.WeakKeyDictionary()
+def docked(viewer: "napari.Viewer", kind: type) -> Any | None:
+    """The dock of class ``kind`` open in this viewer's window, if any.
 
-
-def register(viewer: "napari.Viewer", role: str, widget: QObject) -> None:
-    _REGISTRY.setdefault(viewer, {})[role] = weakref.ref(widget)
-
-
-def lookup(viewer: "napari.Viewer", role: str) -> Any | None:
-    """The live widget registered for ``role`` on this viewer, if any."""
-    ref = _REGISTRY.get(viewer, {}).get(role)
-    w = ref() if ref is not None else None
-    try:
-        if w is not None:
-            w.objectName()  # raises RuntimeError once Qt deleted the C++ object
-    except RuntimeError:
-        return None
-    return w
+    Why napari's own list (``Window.dock_widgets``) and not a registry of ours: a dock
+    closed by the user or deleted by Qt disappears from it, and nothing is kept alive.
+    """
+    window = getattr(viewer, "window", None)
+    for widget in list(getattr(window, "dock_widgets", {}).values()):
+        try:
+            if isinstance(widget, kind):
+                widget.objectName()  # raises RuntimeError once Qt deleted the C++ object
+                return widget
+        except RuntimeError:
+            continue
+    return None
 
 
 def int_box(name: str, value: int, maximum: int | None = None, **kw: Any) -> Any:

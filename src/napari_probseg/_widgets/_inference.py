@@ -58,7 +58,6 @@ class InferenceWidget(QWidget):
         self.relay = C.Relay()
         self.relay.progress.connect(self._on_progress)
         self._build()
-        C.register(napari_viewer, "inference", self)
         napari_viewer.layers.events.inserted.connect(self._on_layers_changed)
         napari_viewer.layers.events.removed.connect(self._refresh_layers)
         for layer in napari_viewer.layers:
@@ -307,7 +306,9 @@ class InferenceWidget(QWidget):
                             f"{len(pred.peaks)} uncertainty peaks "
                             f"({meta['seconds']:.1f} s, {job.draws} draws on {job.device})")
         self.finished.emit(session)
-        training = C.lookup(self.viewer, "training")
+        from ._training import TrainingWidget
+
+        training = C.docked(self.viewer, TrainingWidget)
         if training is not None:
             training.on_new_session(session)
 
@@ -332,9 +333,12 @@ class InferenceWidget(QWidget):
             layer = getattr(self.viewer, f"add_{kind}")(data, **kwargs)
             if kind == "labels" and table is not None:
                 set_layer_features(layer, table)  # hover shows the worm's measurements
-        if C.lookup(self.viewer, "proofreading") is None:
+        from ._measure import MeasureWidget
+        from ._proofreading import ProofreadingWidget
+
+        if C.docked(self.viewer, ProofreadingWidget) is None:
             C.open_dock(self.viewer, "Proofreading")
-        measure = C.lookup(self.viewer, "measure")
+        measure = C.docked(self.viewer, MeasureWidget)
         if measure is not None:
             measure._refresh()
 

@@ -61,7 +61,6 @@ class MeasureWidget(QWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.count_label)
         lay.addWidget(self.table, 1)
-        C.register(napari_viewer, "measure", self)
         napari_viewer.layers.events.inserted.connect(self._refresh)
         napari_viewer.layers.events.removed.connect(self._refresh)
         self._refresh()

@@ -51,7 +51,6 @@ class ProofreadingWidget(QWidget):
         self._debounce = QTimer(self, singleShot=True, interval=400)
         self._debounce.timeout.connect(self._autosave_if_changed)
         self._build()
-        C.register(napari_viewer, "proofreading", self)
         napari_viewer.layers.events.inserted.connect(self._on_inserted)
         napari_viewer.layers.events.removed.connect(self._on_removed)
         ref = weakref.ref(self)

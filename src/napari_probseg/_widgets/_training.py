@@ -40,7 +40,6 @@ class TrainingWidget(QWidget):
         self.relay = C.Relay()
         self.relay.train_step.connect(self._on_step)
         self._build()
-        C.register(napari_viewer, "training", self)
         napari_viewer.layers.events.inserted.connect(self._on_inserted)
         napari_viewer.layers.events.removed.connect(self._refresh)
         for layer in napari_viewer.layers:
@@ -227,7 +226,9 @@ class TrainingWidget(QWidget):
     def use_for_inference(self) -> None:
         if self.checkpoint is None:
             return
-        inference = C.lookup(self.viewer, "inference") or C.open_dock(self.viewer, "Segment worms")
+        from ._inference import InferenceWidget
+
+        inference = C.docked(self.viewer, InferenceWidget) or C.open_dock(self.viewer, "Segment worms")
         if inference is not None:
             inference.set_model(self.checkpoint)
 
