@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_probseg import session as S
+from napari_probseg import autosave as A, edits as E, peaks as P, session as S, session_file as F, targets as T
 from napari_probseg.inference import Prediction
 
 from .test_session import toy_session
@@ -83,14 +83,14 @@ def test_empty_session_round_trip(tmp_path: Path):
     assert s.next_unreviewed() is None and s.n_reviewed == 0
     t = S.Session.load(s.save(tmp_path / "e.probseg.npz"))
     assert t.probabilities.shape == (0, *shape) and t.peaks == [] and not t.labels.any()
-    assert S.label_masks(t.labels).shape == (0, *shape)
+    assert T.label_masks(t.labels).shape == (0, *shape)
 
 
 def test_stale_partials_of_dead_writers_are_removed(tmp_path: Path):
-    dead = tmp_path / f".a{S.SUFFIX}.999999999.partial"  # no such pid
-    mine = tmp_path / f".b{S.SUFFIX}.{os.getpid()}.partial"
+    dead = tmp_path / f".a{F.SUFFIX}.999999999.partial"  # no such pid
+    mine = tmp_path / f".b{F.SUFFIX}.{os.getpid()}.partial"
     other = tmp_path / ".notes.txt.partial"
     for f in (dead, mine, other):
         f.write_bytes(b"x")
-    S.autosave(toy_session(), tmp_path)
+    A.autosave(toy_session(), tmp_path)
     assert not dead.exists() and mine.exists() and other.exists()

@@ -16,15 +16,15 @@ pytest.importorskip("pytestqt")
 from napari.utils.notifications import Notification, notification_manager  # noqa: E402
 from qtpy.QtCore import Qt  # noqa: E402
 
-from napari_probseg import session as S  # noqa: E402
+from napari_probseg import autosave as A, edits as E, peaks as P, session as S, session_file as F, targets as T  # noqa: E402
 from napari_probseg.checkpoint import PostprocessConfig, save_checkpoint  # noqa: E402
 from napari_probseg.inference import Prediction, bernoulli_entropy, uncertainty_peaks  # noqa: E402
 from napari_probseg.models import load_model  # noqa: E402
 from napari_probseg.outputs import write_prediction  # noqa: E402
 from napari_probseg.sample_data import load_sample  # noqa: E402
 from napari_probseg._widgets import InferenceWidget, MeasureWidget, ProofreadingWidget, TrainingWidget  # noqa: E402
-from napari_probseg._widgets._common import camera, lookup  # noqa: E402
-from napari_probseg._widgets._io import _channel_layers  # noqa: E402
+from napari_probseg._widgets._common import camera, docked  # noqa: E402
+from napari_probseg._layers import channel_layers as _channel_layers  # noqa: E402
 
 from .conftest import tiny_model  # noqa: E402
 
@@ -35,7 +35,7 @@ CROP = (slice(None), slice(112, 240), slice(224, 384))  # 5 worms of C10, two of
 @pytest.fixture(autouse=True)
 def _autosave_in_tmp(tmp_path: Path, monkeypatch) -> Path:
     d = tmp_path / "autosave"
-    monkeypatch.setenv(S.AUTOSAVE_ENV, str(d))
+    monkeypatch.setenv(A.AUTOSAVE_ENV, str(d))
     return d
 
 
@@ -94,7 +94,7 @@ def test_segment_bind_results_then_finetune(make_napari_viewer, qtbot, tiny_chec
     prov = labels.metadata["probseg"]
     assert prov["postprocess"]["min_size"] == lm.postprocess.min_size + 1  # the user's value was used
     assert prov["sha256"] == lm.sha256 and prov["draws"] == 2 and prov["seed"] == 0
-    assert prov["threshold"] == pytest.approx(0.75) and prov["dropout_rates"] == pytest.approx(lm.model.dropout_rates())
+    assert prov["binarize"] == pytest.approx(0.75) and prov["dropout_rates"] == pytest.approx(lm.model.dropout_rates())
     ent = viewer.layers["C10 entropy"]
     assert ent.colormap.name == "magma" and tuple(ent.contrast_limits) == pytest.approx((0, np.log(2)))
     peaks = viewer.layers["C10 uncertainty peaks"]
@@ -102,7 +102,7 @@ def test_segment_bind_results_then_finetune(make_napari_viewer, qtbot, tiny_chec
     np.testing.assert_array_equal(peaks.data[0], (sess.peaks[0].y + 2, sess.peaks[0].x + 2))
     probs = viewer.layers["C10 probability (max)"].metadata["probabilities"]
     assert probs.shape == (len(sess.probabilities), 128, 160)
-    dock = lookup(viewer, "proofreading")  # opened by the inference widget and bound to the result
+    dock = docked(viewer, ProofreadingWidget)  # opened by the inference widget and bound to the result
     assert dock is not None and dock.session is sess
     assert "instances" in w.status.text() and "worms (" in w.status.text()  # the count with its interval
     assert list(labels.features.columns[:3]) == ["index", "label", "area_px"]  # the worm table, for hover
@@ -194,11 +194,16 @@ def bars_session(tmp_path: Path) -> Path:
     return s.save(tmp_path / "bars.probseg.npz")
 
 
+def open_dock(viewer, name: str):
+    """Open one of the plugin's docks as the Plugins menu does."""
+    return viewer.window.add_plugin_dock_widget("napari-probseg", name)[1]
+
+
 def test_proofread_queue_edits_undo_save_reopen(make_napari_viewer, qtbot, tmp_path, _autosave_in_tmp, notes):
     path = bars_session(tmp_path)
     viewer = make_napari_viewer(show=True)
-    viewer.open(str(path), plugin="napari-probseg")  # the reader opens and binds the dock
-    dock: ProofreadingWidget = lookup(viewer, "proofreading")
+    viewer.open(str(path), plugin="napari-probseg")  # the reader adds layers only
+    dock: ProofreadingWidget = open_dock(viewer, "Proofreading")  # as the Plugins menu does; binds to them
     assert dock is not None and dock.session is not None and "bars fl" in viewer.layers
     labels = dock.labels_layer
     s = dock.session
@@ -264,13 +269,45 @@ def test_proofread_queue_edits_undo_save_reopen(make_napari_viewer, qtbot, tmp_p
     viewer.close()
 
     viewer2 = make_napari_viewer(show=True)
+    _, dock2 = viewer2.window.add_plugin_dock_widget("napari-probseg", "Proofreading")  # dock first, then the file
     viewer2.open(str(saved), plugin="napari-probseg")
-    dock2 = lookup(viewer2, "proofreading")
     np.testing.assert_array_equal(dock2.labels_layer.data, final)
     assert dock2.session.items_reviewed[0] and dock2.bar.value() == 1  # the default list again
     dock2.show_list("patches")
     assert dock2.session.reviewed[0] and dock2.bar.value() == 1
     assert [h["action"] for h in dock2.session.history][:4] == ["reviewed", "reviewed", "merge", "undo"]
+    assert not errors(notes)
+
+
+def test_docks_find_each_other_through_napari_not_a_registry(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    assert docked(viewer, TrainingWidget) is None
+    t = open_dock(viewer, "Fine-tune")
+    assert docked(viewer, TrainingWidget) is t and docked(viewer, ProofreadingWidget) is None
+    viewer.window.remove_dock_widget(t)  # closed by the user: no longer found
+    assert docked(viewer, TrainingWidget) is None
+    other = make_napari_viewer(show=True)
+    assert docked(other, TrainingWidget) is None  # per viewer
+
+
+def test_dock_keys_leave_a_users_binding_alone(make_napari_viewer, qtbot, tmp_path, _autosave_in_tmp, notes):
+    viewer = make_napari_viewer(show=True)
+    pressed = []
+
+    @viewer.bind_key("n")
+    def my_next(v):  # the user's own binding, made before the dock opens
+        pressed.append("mine")
+
+    viewer.open(str(bars_session(tmp_path)), plugin="napari-probseg")
+    dock = open_dock(viewer, "Proofreading")
+    assert dock.keys_left_alone == ["n"]
+    assert any("left as they are" in str(n.message) for n in notes)
+    dock.show_list("patches")
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.keyClick(canvas, Qt.Key_N)
+    assert pressed == ["mine"] and dock.current is None  # the user's key still does the user's thing
+    qtbot.keyClick(canvas, Qt.Key_R, Qt.ShiftModifier)  # a free key is the dock's
+    assert dock.current is not None and dock.bar.value() == 1
     assert not errors(notes)
 
 
@@ -285,14 +322,15 @@ def test_reader_writer_and_samples(make_napari_viewer, qtbot, tmp_path, notes):
     assert [l.name for l in viewer.layers] == ["D21 brightfield", "D21 fluorescence"]
     assert viewer.layers["D21 fluorescence"].data.shape == (520, 696)
 
-    # probseg predict output opens in the proofreading dock
+    # probseg predict output opens as layers; the proofreading dock, opened afterwards, binds to them
     p = np.zeros((2, 40, 60), np.float32)
     p[0, 5:15, 5:50] = 1
     p[1, 20:30, 5:50] = 0.5
     ent = bernoulli_entropy(p).max(0)
     files = write_prediction(Prediction(p, p >= 0.75, ent, uncertainty_peaks(ent, p), [], 0.75), tmp_path, "W01", {})
     viewer.open(str(files["probabilities"]), plugin="napari-probseg")
-    dock = lookup(viewer, "proofreading")
+    assert docked(viewer, ProofreadingWidget) is None  # the reader opens no dock
+    dock = open_dock(viewer, "Proofreading")
     assert dock.session.image_name == "W01" and len(dock.session.peaks) > 0
     assert [it.kind for it in dock.session.items] == ["missed"] and files["review"].exists()
     assert dock.session.meta["draw_counts"] == []  # kept for the count interval (no draws in this file)
@@ -323,7 +361,7 @@ def test_field_without_worms_gives_an_empty_result_everywhere(make_napari_viewer
     assert not errors(notes) and "0 instances, 0 worms" in w.status.text() and "0 suspected errors, 0 uncertainty peaks" in w.status.text(), w.status.text()
     sess: S.Session = viewer.layers["corner labels"].metadata["probseg_session"]
     assert not viewer.layers["corner labels"].data.any() and sess.peaks == [] and len(sess.probabilities) == 0
-    dock = lookup(viewer, "proofreading")
+    dock = docked(viewer, ProofreadingWidget)
     assert dock is not None and dock.session is sess
     dock.next_peak()  # nothing to visit: must not raise
     S.Session.load(sess.save(tmp_path / "empty.probseg.npz"))
@@ -341,7 +379,7 @@ def test_measure_dock_hover_count_and_export(make_napari_viewer, qtbot, tmp_path
     """Real worms (C10's ground truth in the crop) as a session; the dock measures them as a click would."""
     import csv
 
-    from napari_probseg._widgets._io import session_layer_data
+    from napari_probseg._layers import session_layer_data
     from napari_probseg.counts import count_inputs, count_interval
     from napari_probseg.data import load_masks
 

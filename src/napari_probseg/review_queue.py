@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inference import PATCH
+from .peaks import PATCH
 from .session import Session
 
 MODES = {"errors": "Suspected errors (default)", "all": "All review items", "patches": "4x4 entropy patches (paper)"}

@@ -12,13 +12,13 @@ _EXPORTS = {
     "ProofreadingWidget": "._proofreading",
     "MeasureWidget": "._measure",
     "TrainingWidget": "._training",
-    "get_reader": "._io",
-    "read_session": "._io",
-    "write_session": "._io",
-    "session_layer_data": "._io",
-    "sample_c04": "._io",
-    "sample_c10": "._io",
-    "sample_d21": "._io",
+    "get_reader": ".._reader",
+    "read_session": ".._reader",
+    "write_session": ".._writer",
+    "session_layer_data": ".._layers",
+    "sample_c04": ".._sample_data",
+    "sample_c10": ".._sample_data",
+    "sample_d21": ".._sample_data",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,8 +1,8 @@
-"""Small helpers the widgets share: notifications, a weak widget registry, layer lookup."""
+"""Small helpers the widgets share: notifications, typed worker results, key binding, dock and layer lookup."""
 from __future__ import annotations
 
 import logging
-import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -13,24 +13,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("napari_probseg")
 
-# viewer -> {"inference": widget, ...}; weak both ways so a closed viewer is not kept alive
-_REGISTRY: "weakref.WeakKeyDictionary[Any, dict[str, weakref.ref]]" = weakref.WeakKeyDictionary()
+def docked(viewer: "napari.Viewer", kind: type) -> Any | None:
+    """The dock of class ``kind`` open in this viewer's window, if any.
 
-
-def register(viewer: "napari.Viewer", role: str, widget: QObject) -> None:
-    _REGISTRY.setdefault(viewer, {})[role] = weakref.ref(widget)
-
-
-def lookup(viewer: "napari.Viewer", role: str) -> Any | None:
-    """The live widget registered for ``role`` on this viewer, if any."""
-    ref = _REGISTRY.get(viewer, {}).get(role)
-    w = ref() if ref is not None else None
-    try:
-        if w is not None:
-            w.objectName()  # raises RuntimeError once Qt deleted the C++ object
-    except RuntimeError:
-        return None
-    return w
+    Why napari's own list (``Window.dock_widgets``) and not a registry of ours: a dock
+    closed by the user or deleted by Qt disappears from it, and nothing is kept alive.
+    """
+    window = getattr(viewer, "window", None)
+    for widget in list(getattr(window, "dock_widgets", {}).values()):
+        try:
+            if isinstance(widget, kind):
+                widget.objectName()  # raises RuntimeError once Qt deleted the C++ object
+                return widget
+        except RuntimeError:
+            continue
+    return None
 
 
 def int_box(name: str, value: int, maximum: int | None = None, **kw: Any) -> Any:
@@ -52,6 +49,43 @@ def error(message: str) -> None:
 
 
 info, warning = show_info, show_warning
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """A worker's result when the user stopped it: nothing to add, nothing went wrong."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A worker's result for an expected failure (bad input, unreadable model, full disk):
+    the message for the user; unexpected exceptions still reach ``worker.errored``."""
+
+    message: str
+
+
+def bind_keys(viewer: "napari.Viewer", callbacks: dict[str, Any]) -> list[str]:
+    """Bind the dock's keys on the viewer without replacing anyone else's binding.
+
+    Why: ``bind_key(..., overwrite=True)`` silently took over keys a user (or another
+    plugin) had bound.  A key already bound to one of our callbacks (``probseg_*``, from
+    an earlier dock on this viewer) is rebound; a key bound to anything else is left
+    alone, reported by a notice and returned - the dock's buttons still do the same.
+    """
+    from napari.utils.key_bindings import coerce_keybinding
+
+    taken = []
+    for key, callback in callbacks.items():
+        current = viewer.keymap.get(coerce_keybinding(key))
+        if current is not None and not getattr(current, "__name__", "").startswith("probseg_"):
+            taken.append(key)
+            continue
+        viewer.bind_key(key, None)  # unbinds our own earlier callback, if any
+        viewer.bind_key(key, callback)
+    if taken:
+        info(f"Keys {', '.join(taken)} are bound already and were left as they are; "
+             "use the Proofreading buttons instead.")
+    return taken
 
 
 class Relay(QObject):

@@ -39,7 +39,7 @@ class Job:
     layers: list[dict]  # name, unique id, scale, translate of each source layer
     device: str
     draws: int
-    threshold: float
+    binarize: float  # probability at which an instance mask is cut
     seed: int
     min_size: int = 50  # pixels: smaller clusters are dropped
 
@@ -58,7 +58,6 @@ class InferenceWidget(QWidget):
         self.relay = C.Relay()
         self.relay.progress.connect(self._on_progress)
         self._build()
-        C.register(napari_viewer, "inference", self)
         napari_viewer.layers.events.inserted.connect(self._on_layers_changed)
         napari_viewer.layers.events.removed.connect(self._refresh_layers)
         for layer in napari_viewer.layers:
@@ -89,7 +88,8 @@ class InferenceWidget(QWidget):
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
         self.draws = C.int_box("draws", 8)
-        self.threshold = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=0.75)
+        self.binarize = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=0.75)
+        self.binarize.setToolTip("probability at which a pixel belongs to a worm (the model's own value is preset)")
         self.seed = C.int_box("seed", 0)
         self.min_size = C.int_box("min_size", 50, suffix=" px")
         self.min_size.setToolTip("Objects smaller than this are dropped. Each model brings its own value "
@@ -102,7 +102,7 @@ class InferenceWidget(QWidget):
             form.addRow(lab, combo)
         form.addRow("Device", self.device)
         form.addRow("MC draws", self.draws)
-        form.addRow("Threshold", self.threshold)
+        form.addRow("Binarise at", self.binarize)
         form.addRow("Seed", self.seed)
         form.addRow("Smallest object", self.min_size)
         self.run_button = QPushButton("Run")
@@ -176,7 +176,7 @@ class InferenceWidget(QWidget):
         rate_txt = f"dropout {min(rates.values()):.3f}-{max(rates.values()):.3f}" if rates else "no dropout (baseline)"
         self.model_info.setText(f"{lm.model.cfg.variant}, {n} channel(s), {rate_txt}, sha256 {lm.sha256[:12]}")
         self.draws.setValue(lm.postprocess.mc_draws)
-        self.threshold.setValue(lm.postprocess.binarize)
+        self.binarize.setValue(lm.postprocess.binarize)
         self.min_size.setValue(lm.postprocess.min_size)
         self.layer_labels[0].setText("Fluorescence (w1)" if n == 2 else "Image")
         for w in (self.layer_labels[1], self.layer_combos[1]):
@@ -232,7 +232,7 @@ class InferenceWidget(QWidget):
         image = np.stack([np.array(l.data) for l in layers])
         try:
             validate_image(image, n, min_size=self._loaded.model.cell)
-            for name, box in (("draws", self.draws), ("threshold", self.threshold), ("seed", self.seed),
+            for name, box in (("draws", self.draws), ("threshold", self.binarize), ("seed", self.seed),  # RENAME: binarize (validation key)
                               ("min_size", self.min_size)):
                 check(name, box.value(), name.replace("_", " "))
             device = str(pick_device(self.device.currentText()))
@@ -243,7 +243,7 @@ class InferenceWidget(QWidget):
         name = md.get("probseg_image_name") or layers[0].name
         src = md.get("probseg_source") or str(getattr(layers[0].source, "path", "") or "")
         geo = [{"name": l.name, "id": str(l.unique_id), "scale": tuple(l.scale), "translate": tuple(l.translate)} for l in layers]
-        return Job(self.model_spec(), image, name, src, geo, device, self.draws.value(), self.threshold.value(), self.seed.value(),
+        return Job(self.model_spec(), image, name, src, geo, device, self.draws.value(), self.binarize.value(), self.seed.value(),
                    self.min_size.value())
 
     # ---- run -----------------------------------------------------------------------
@@ -282,16 +282,16 @@ class InferenceWidget(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
-    def _on_done(self, job: Job, res: Any) -> None:
-        if res == "cancelled":
+    def _on_done(self, job: Job, res: "Segmented | C.Cancelled | C.Failed") -> None:
+        if isinstance(res, C.Cancelled):
             self.status.setText("cancelled")
             C.info("Inference cancelled; nothing was added.")
             return
-        if isinstance(res, str):
+        if isinstance(res, C.Failed):
             self.status.setText("failed")
-            C.error(res)
+            C.error(res.message)
             return
-        pred, meta, table = res
+        pred, meta, table = res.prediction, res.meta, res.table
         from ..counts import count_interval
         from ..session import Session
 
@@ -306,14 +306,16 @@ class InferenceWidget(QWidget):
                             f"{len(pred.peaks)} uncertainty peaks "
                             f"({meta['seconds']:.1f} s, {job.draws} draws on {job.device})")
         self.finished.emit(session)
-        training = C.lookup(self.viewer, "training")
+        from ._training import TrainingWidget
+
+        training = C.docked(self.viewer, TrainingWidget)
         if training is not None:
             training.on_new_session(session)
 
     def _replace_results(self, session: Any, job: Job, table: dict | None = None) -> None:
         """Add the result layers; drop earlier untouched results of the same image, keep edited
         ones (hidden, renamed with their time) so a re-run never discards corrections."""
-        from ._io import session_layer_data
+        from .._layers import session_layer_data
 
         stamp = time.strftime("%H:%M:%S")
         for layer in list(C.layers_with(self.viewer, "probseg_image_name", job.image_name)):
@@ -331,14 +333,26 @@ class InferenceWidget(QWidget):
             layer = getattr(self.viewer, f"add_{kind}")(data, **kwargs)
             if kind == "labels" and table is not None:
                 set_layer_features(layer, table)  # hover shows the worm's measurements
-        if C.lookup(self.viewer, "proofreading") is None:
+        from ._measure import MeasureWidget
+        from ._proofreading import ProofreadingWidget
+
+        if C.docked(self.viewer, ProofreadingWidget) is None:
             C.open_dock(self.viewer, "Proofreading")
-        measure = C.lookup(self.viewer, "measure")
+        measure = C.docked(self.viewer, MeasureWidget)
         if measure is not None:
             measure._refresh()
 
 
-def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> Any:
+@dataclass(frozen=True)
+class Segmented:
+    """What a finished inference worker hands to the GUI thread."""
+
+    prediction: Any  # inference.Prediction
+    meta: dict
+    table: dict  # measurements.measure_prediction's per-worm table
+
+
+def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> "Segmented | C.Cancelled | C.Failed":
     """Worker body: load, predict, free the GPU cache; expected failures become a message."""
     import torch
 
@@ -351,23 +365,24 @@ def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> Any:
     try:
         lm = load_model(job.model, job.device)
         lm.postprocess = replace(lm.postprocess, min_size=job.min_size)
-        pred = predict(lm.model, job.image, lm.postprocess, job.draws, job.threshold, job.device, job.seed,
+        # RENAME: binarize - positional here; predict's keyword is still threshold= in today's core
+        pred = predict(lm.model, job.image, lm.postprocess, job.draws, job.binarize, job.device, job.seed,
                        progress=relay.progress.emit, should_stop=stop.is_set)
         from ..counts import count_inputs
         from ..measurements import channel_tags, measure_prediction
 
         table = measure_prediction(pred, job.image, channel_tags(len(job.image)))
         meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": job.draws,
-                "threshold": job.threshold, "seed": job.seed, "device": job.device,
+                "binarize": job.binarize, "seed": job.seed, "device": job.device,
                 "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - t0,
                 "count_inputs": count_inputs(pred.probabilities, pred.instances, pred.draw_counts)}
-        return pred, meta, table
+        return Segmented(pred, meta, table)
     except Cancelled:
-        return "cancelled"
+        return C.Cancelled()
     except (CheckpointError, InputError, ValueError, RuntimeError, OSError) as exc:
         C.log.exception("inference failed")
-        return f"Inference failed: {exc}"
+        return C.Failed(f"Inference failed: {exc}")
     finally:
         if job.device.startswith("cuda"):
             torch.cuda.empty_cache()

@@ -61,7 +61,6 @@ class MeasureWidget(QWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.count_label)
         lay.addWidget(self.table, 1)
-        C.register(napari_viewer, "measure", self)
         napari_viewer.layers.events.inserted.connect(self._refresh)
         napari_viewer.layers.events.removed.connect(self._refresh)
         self._refresh()
@@ -141,7 +140,7 @@ def count_text(session: Any, table: dict[str, list], straight_at: float) -> str:
     inp = meta.get("count_inputs")
     if inp is None and meta.get("draw_counts"):  # a probseg predict / batch file: rebuild from its arrays
         probs = session.probabilities
-        inp = count_inputs(probs, probs >= session.threshold, meta["draw_counts"])
+        inp = count_inputs(probs, probs >= session.binarize, meta["draw_counts"])
     lines = []
     if inp:
         lines.append(f"Automatic count: {count_interval(inp).text()}")

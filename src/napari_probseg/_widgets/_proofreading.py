@@ -20,7 +20,10 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QListWidget, QProgressBar,
                             QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from .. import session as S
+from .. import edits as E
+from ..autosave import autosave as autosave_session
+from ..session import Session, SessionError
+from ..session_file import SUFFIX
 from ..review_queue import MODES, ReviewQueue
 from . import _common as C
 
@@ -38,22 +41,20 @@ class ProofreadingWidget(QWidget):
     def __init__(self, napari_viewer: "napari.Viewer"):
         super().__init__()
         self.viewer = napari_viewer
-        self.session: S.Session | None = None
+        self.session: Session | None = None
         self.labels_layer = None
         self.current: int | None = None
         self.queue: ReviewQueue | None = None
-        self.autosave_folder: Path | None = None  # None: session.autosave_dir()
+        self.autosave_folder: Path | None = None  # None: autosave.autosave_dir()
         self.last_autosave: Path | None = None
         self._saved_labels: np.ndarray | None = None
         self._debounce = QTimer(self, singleShot=True, interval=400)
         self._debounce.timeout.connect(self._autosave_if_changed)
         self._build()
-        C.register(napari_viewer, "proofreading", self)
         napari_viewer.layers.events.inserted.connect(self._on_inserted)
         napari_viewer.layers.events.removed.connect(self._on_removed)
         ref = weakref.ref(self)
-        for key, method in KEYS.items():
-            napari_viewer.bind_key(key, _forward(ref, method), overwrite=True)
+        self.keys_left_alone = C.bind_keys(napari_viewer, {key: _forward(ref, m) for key, m in KEYS.items()})
         layers = C.session_labels_layers(napari_viewer)
         if layers:
             self.bind(layers[0])
@@ -107,7 +108,7 @@ class ProofreadingWidget(QWidget):
     # ---- binding --------------------------------------------------------------------
     def _on_inserted(self, event: Any) -> None:
         layer = event.value
-        if isinstance(layer.metadata.get("probseg_session"), S.Session) and layer._type_string == "labels":
+        if isinstance(layer.metadata.get("probseg_session"), Session) and layer._type_string == "labels":
             self.bind(layer)
 
     def _on_removed(self, event: Any) -> None:
@@ -139,7 +140,7 @@ class ProofreadingWidget(QWidget):
         self.title.setText(f"{s.image_name}: {len(s.default_items())} suspected errors ({len(s.items)} review items, "
                            f"{len(s.peaks)} patches) - model {Path(str(m.get('model', '?'))).name} "
                            f"(sha256 {str(m.get('sha256', ''))[:8]}), {m.get('draws', '?')} draws, "
-                           f"threshold {s.threshold:g}")
+                           f"binarised at {s.binarize:g}")
         self.show_list()
 
     def show_list(self, mode: str | None = None) -> None:
@@ -253,7 +254,7 @@ class ProofreadingWidget(QWidget):
             return False
         try:
             edit = make_edit(np.asarray(self.labels_layer.data))
-        except S.SessionError as exc:
+        except SessionError as exc:
             C.error(str(exc))
             return False
         with self.labels_layer.block_history():
@@ -264,11 +265,11 @@ class ProofreadingWidget(QWidget):
 
     def merge(self) -> bool:
         a, b = self.label_a.value(), self.label_b.value()
-        return self.apply(lambda lab: S.merge(lab, a, b), "merge", a=a, b=b)
+        return self.apply(lambda lab: E.merge(lab, a, b), "merge", a=a, b=b)
 
     def erase(self) -> bool:
         a = self.label_a.value()
-        return self.apply(lambda lab: S.erase(lab, a), "erase", a=a)
+        return self.apply(lambda lab: E.erase(lab, a), "erase", a=a)
 
     def split(self) -> bool:
         """Split A by watershed from the points of the 'split seeds' layer (created on first use)."""
@@ -280,7 +281,7 @@ class ProofreadingWidget(QWidget):
             return False
         a = self.label_a.value()
         pts = np.array([self.labels_layer.world_to_data(seeds.data_to_world(p))[-2:] for p in seeds.data])
-        if self.apply(lambda lab: S.split(lab, a, pts), "split", a=a, seeds=pts.tolist()):
+        if self.apply(lambda lab: E.split(lab, a, pts), "split", a=a, seeds=pts.tolist()):
             seeds.data = np.zeros((0, 2))
             self.viewer.layers.selection.active = self.labels_layer
             return True
@@ -297,7 +298,7 @@ class ProofreadingWidget(QWidget):
         paint = self._scratch("paint", "labels")
         mask = np.asarray(paint.data) > 0
         a = self.label_a.value()
-        if self.apply(lambda lab: S.replace(lab, a, mask), "replace", a=a):
+        if self.apply(lambda lab: E.replace(lab, a, mask), "replace", a=a):
             paint.data = np.zeros_like(paint.data)
             self.viewer.layers.selection.active = self.labels_layer
             return True
@@ -336,7 +337,7 @@ class ProofreadingWidget(QWidget):
             return None
         self.session.labels = np.asarray(self.labels_layer.data)
         try:
-            self.last_autosave = S.autosave(self.session, self.autosave_folder)
+            self.last_autosave = autosave_session(self.session, self.autosave_folder)
         except OSError as exc:
             C.error(f"Autosave failed ({exc}); save the session manually to keep your corrections.")
             return None
@@ -357,7 +358,7 @@ class ProofreadingWidget(QWidget):
     def save_dialog(self) -> None:
         if not self._ready():
             return
-        default = str(Path.home() / f"{self.session.image_name}{S.SUFFIX}")
+        default = str(Path.home() / f"{self.session.image_name}{SUFFIX}")
         path, _ = QFileDialog.getSaveFileName(self, "Save proofreading session", default, "session (*.npz)")
         if path and self.save(path):
             C.info(f"Session saved to {path}")

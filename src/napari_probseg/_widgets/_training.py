@@ -16,7 +16,9 @@ import numpy as np
 from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                             QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from .. import session as S
+from ..peaks import mean_peak_entropy
+from ..session import Session
+from ..targets import training_masks
 from . import _common as C
 from ._plot import LossPlot
 
@@ -32,13 +34,12 @@ class TrainingWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = None
         self.checkpoint: Path | None = None
-        self.trained_on: S.Session | None = None  # session whose corrections were used
+        self.trained_on: Session | None = None  # session whose corrections were used
         self.fast_cpu = True  # bf16 autocast where the CPU supports it (tests switch it off)
         self._stop = threading.Event()
         self.relay = C.Relay()
         self.relay.train_step.connect(self._on_step)
         self._build()
-        C.register(napari_viewer, "training", self)
         napari_viewer.layers.events.inserted.connect(self._on_inserted)
         napari_viewer.layers.events.removed.connect(self._refresh)
         for layer in napari_viewer.layers:
@@ -150,7 +151,7 @@ class TrainingWidget(QWidget):
         if layer is None:
             C.error("No corrected labels: segment an image (or open a session) and proofread it first.")
             return None
-        session: S.Session = layer.metadata["probseg_session"]
+        session: Session = layer.metadata["probseg_session"]
         labels = np.array(layer.data)
         image = session.image if session.image is not None else self._image_from_layers(session)
         if image is None:  # an empty label image is fine: it teaches that this field holds no worm
@@ -181,7 +182,8 @@ class TrainingWidget(QWidget):
         self.status.setText("loading data...")
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(True)
-        self.worker = create_worker(_fine_tune, cfg, init, session.image_name, image, S.label_masks(labels), extra,
+        masks = training_masks(labels, session.probabilities, session.binarize)  # overlaps kept
+        self.worker = create_worker(_fine_tune, cfg, init, session.image_name, image, masks, extra,
                                     self.relay, self._stop, _start_thread=False)
         self.worker.returned.connect(self._on_done)
         self.worker.errored.connect(lambda exc: C.error(f"Fine-tuning failed: {exc}"))
@@ -189,7 +191,7 @@ class TrainingWidget(QWidget):
         self.worker.start()
         return self.worker
 
-    def _image_from_layers(self, session: S.Session) -> np.ndarray | None:
+    def _image_from_layers(self, session: Session) -> np.ndarray | None:
         names = session.channel_names
         if not names or not all(n in self.viewer.layers for n in names):
             return None
@@ -209,11 +211,11 @@ class TrainingWidget(QWidget):
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
 
-    def _on_done(self, res: Any) -> None:
+    def _on_done(self, res: "Path | C.Failed") -> None:
         self.plot.redraw()
-        if isinstance(res, str):
+        if isinstance(res, C.Failed):
             self.status.setText("failed")
-            C.error(res)
+            C.error(res.message)
             return
         self.checkpoint = Path(res)
         self.save_button.setEnabled(True)
@@ -224,7 +226,9 @@ class TrainingWidget(QWidget):
     def use_for_inference(self) -> None:
         if self.checkpoint is None:
             return
-        inference = C.lookup(self.viewer, "inference") or C.open_dock(self.viewer, "Segment worms")
+        from ._inference import InferenceWidget
+
+        inference = C.docked(self.viewer, InferenceWidget) or C.open_dock(self.viewer, "Segment worms")
         if inference is not None:
             inference.set_model(self.checkpoint)
 
@@ -246,22 +250,22 @@ class TrainingWidget(QWidget):
             C.error(f"Could not save the model to {path}: {exc}")
             return None
 
-    def on_new_session(self, new: S.Session) -> None:
+    def on_new_session(self, new: Session) -> None:
         """Called by the inference widget: compare uncertainty at the reviewed peaks."""
         old = self.trained_on
         if old is None or new.image_name != old.image_name or new is old or new.entropy.shape != old.entropy.shape:
             return
         peaks = [p for p, r in zip(old.peaks, old.reviewed) if r] or old.peaks[:20]
         what = "reviewed" if old.reviewed.any() else "top"
-        before, after = S.mean_peak_entropy(old.entropy, peaks), S.mean_peak_entropy(new.entropy, peaks)
+        before, after = mean_peak_entropy(old.entropy, peaks), mean_peak_entropy(new.entropy, peaks)
         self.comparison = (before, after, len(peaks))
         self.status.setText(f"Mean entropy at the {len(peaks)} {what} peaks: {before:.3f} before fine-tuning, "
                             f"{after:.3f} after ({after - before:+.3f}).")
 
 
 def _fine_tune(cfg: Any, init: str, name: str, image: np.ndarray, masks: np.ndarray, extra: list[str],
-               relay: C.Relay, stop: threading.Event) -> Path | str:
-    """Worker body: build the wells, train; the checkpoint Path, or an error message (str)."""
+               relay: C.Relay, stop: threading.Event) -> "Path | C.Failed":
+    """Worker body: build the wells, train; the checkpoint Path, or the failure's message."""
     from ..checkpoint import CheckpointError
     from ..data import CHANNEL_TAGS, InputError, Well, load_well, normalize, validate_image
     from ..models import load_model, resolve_model
@@ -280,4 +284,4 @@ def _fine_tune(cfg: Any, init: str, name: str, image: np.ndarray, masks: np.ndar
         return Path(train(cfg, wells, init_from=path, progress=relay.train_step.emit, should_stop=stop.is_set))
     except (CheckpointError, InputError, ValueError, RuntimeError, OSError) as exc:
         C.log.exception("fine-tuning failed")
-        return f"Fine-tuning failed: {exc}"
+        return C.Failed(f"Fine-tuning failed: {exc}")
