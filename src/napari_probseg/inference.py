@@ -6,6 +6,7 @@ draws (``should_stop``), so a GUI never has to kill a thread.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -43,6 +44,8 @@ class Prediction:
     peaks: list[Peak]
     draws: list[np.ndarray]  # the T post-processed draws
     threshold: float
+    bf16: bool = False  # whether the draws ran under bf16 autocast (uses_bf16); written to the outputs' meta
+    device: str = "cpu"  # where the draws ran
     _items: list | None = field(default=None, repr=False, compare=False)  # review items, all (cached)
 
     def review_items(self, show_all: bool = False) -> list:
@@ -155,6 +158,41 @@ def prepare_input(image: np.ndarray, model: UNet) -> torch.Tensor:
     return torch.from_numpy(normalize(a))
 
 
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled()
+
+
+def uses_bf16(device: torch.device | str) -> bool:
+    """Whether draws on ``device`` run under bf16 autocast: always on CUDA, on CPUs with bf16
+    support (~4x faster there, see docs/benchmarks.md).  Recorded in every prediction."""
+    device = torch.device(device)
+    return device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
+
+
+@contextmanager
+def _inference_state(model: UNet, mc: bool, generator: torch.Generator):
+    """Eval mode, MC sampling from ``generator`` and channels_last for the call only.
+
+    Why: the caller's model may be shared (a fine-tune in the GUI): its training flag,
+    MC flags and memory format are restored afterwards, whatever happens.
+    """
+    was_training = model.training
+    mc_before = [(m.drop, m.drop.mc, m.drop.generator) for _, m in model.dropout_layers()]
+    was_standard = all(p.is_contiguous() for p in model.parameters())
+    model.eval()
+    model.set_mc(mc, generator)
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for drop, flag, gen in mc_before:
+            drop.mc, drop.generator = flag, gen
+        model.train(was_training)
+        if was_standard:
+            model.to(memory_format=torch.contiguous_format)
+
+
 @torch.no_grad()
 def forward_draws(
     model: UNet,
@@ -165,31 +203,32 @@ def forward_draws(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    bf16: bool | None = None,
 ):
-    """Yield (embedding [D,H,W], logits [3,H,W]) for each MC draw, ``batch`` at a time."""
+    """Yield (embedding [D,H,W], logits [3,H,W]) for each MC draw, ``batch`` at a time.
+
+    The dropout masks come from a generator seeded with ``seed``, never the global RNG.
+    ``should_stop`` is checked before every draw is handed out, not once per batch: the
+    caller clusters each draw as it arrives, and Cancel must stop before the next one.
+    """
     device = torch.device(device)
-    model.eval()
-    model.set_mc(draws > 1 and bool(model.dropout_layers()))
-    torch.manual_seed(seed)
-    # channels_last + bf16 autocast: ~4x faster on CPUs with bf16 support (see docs/benchmarks.md)
-    use_bf16 = device.type == "cuda" or cpu_supports_bf16()
-    model.to(memory_format=torch.channels_last)
+    use_bf16 = uses_bf16(device) if bf16 is None else bf16
+    gen = torch.Generator(device=device).manual_seed(seed)
     xb = x[None].to(device).contiguous(memory_format=torch.channels_last)
     done = 0
-    try:
+    with _inference_state(model, draws > 1 and bool(model.dropout_layers()), gen):
         while done < draws:
-            if should_stop is not None and should_stop():
-                raise Cancelled()
+            _check_stop(should_stop)
             n = min(batch, draws - done)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 emb, logits = model(xb.expand(n, -1, -1, -1).contiguous(memory_format=torch.channels_last))
             for i in range(n):
+                if i:
+                    _check_stop(should_stop)
                 yield emb[i].float(), logits[i].float()
                 done += 1
                 if progress is not None:
                     progress(done, draws)
-    finally:
-        model.set_mc(False)
 
 
 def predict(
@@ -206,7 +245,8 @@ def predict(
     """Raw image [C,H,W] -> per-instance probabilities, binarised instances, entropy, peaks.
 
     ``progress(done, total)`` is called after each draw is clustered; ``should_stop()``
-    is checked between draws and raises ``Cancelled``.
+    is checked before each draw and raises ``Cancelled``.  The same ``seed`` gives the same
+    result whatever the global torch RNG holds, and the global RNG is left untouched.
     """
     from .validation import check
 
@@ -217,9 +257,10 @@ def predict(
     check("bandwidth", post.bandwidth, "bandwidth")
     check("cluster_threshold", post.threshold, "cluster threshold")
     x = prepare_input(image, model)
+    bf16 = uses_bf16(device)
     stacks = []
     for i, (emb, logits) in enumerate(
-        forward_draws(model, x, draws, device, seed=seed, should_stop=should_stop)
+        forward_draws(model, x, draws, device, seed=seed, should_stop=should_stop, bf16=bf16)
     ):
         stacks.append(embeddings_to_instances(emb, logits, post.bandwidth, post.threshold, post.min_size, seed=seed + i))
         if progress is not None:
@@ -227,4 +268,5 @@ def predict(
     probs = agglomerate(stacks)
     inst = probs >= threshold
     ent = bernoulli_entropy(probs).max(0).astype(np.float32) if len(probs) else np.zeros(x.shape[-2:], np.float32)
-    return Prediction(probs.astype(np.float32), inst, ent, uncertainty_peaks(ent, probs), stacks, threshold)
+    return Prediction(probs.astype(np.float32), inst, ent, uncertainty_peaks(ent, probs), stacks, threshold,
+                      bf16=bf16, device=str(torch.device(device)))

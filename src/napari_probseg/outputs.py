@@ -60,7 +60,8 @@ def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dic
                 instances=pred.instances,
                 entropy=pred.entropy.astype(np.float16),
                 threshold=np.float32(pred.threshold),
-                meta=np.array(str({**(meta or {}), "draw_counts": pred.draw_counts})),
+                meta=np.array(str({**(meta or {}), "draw_counts": pred.draw_counts,
+                                   "precision": "bfloat16" if pred.bf16 else "float32", "device": pred.device})),
             )
 
     _atomic(paths["probabilities"], write_npz)
