@@ -59,7 +59,7 @@ def test_evaluate_end_to_end_on_two_wells(tmp_path, tiny_checkpoint, data_dir):
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["wells"] == ["C03", "C04"] and "D24" in m["skipped_wells"]
-    for key in ("avAP", "AP50", "AP75", "recall80", "avAP_dsb", "pavpu", "simulation", "binarize_threshold",
+    for key in ("avAP", "AP50", "AP75", "recall80", "avAP_dsb", "pavpu", "simulation", "binarize",
                 "mc_draws", "seconds_per_image"):
         assert key in m
     assert [r["k"] for r in m["simulation"]] == [0, 5, 10, 15, 20] and m["mc_draws"] == 2

@@ -153,3 +153,12 @@ def test_written_meta_records_precision_and_device(tmp_path):
     with np.load(paths["probabilities"], allow_pickle=False) as z:
         meta = str(z["meta"])
     assert ("bfloat16" if pred.bf16 else "float32") in meta and "'cpu'" in meta.replace('"', "'")
+
+
+def test_deprecated_threshold_keyword_still_binarises():
+    m, post = tiny_model(), PostprocessConfig(min_size=1)
+    new = predict(m, _img(), post, draws=2, binarize=0.5)
+    with pytest.warns(DeprecationWarning, match="binarize"):
+        old = predict(m, _img(), post, draws=2, threshold=0.5)
+    assert old.binarize == new.binarize == 0.5 and old.threshold == 0.5
+    np.testing.assert_array_equal(old.instances, new.instances)

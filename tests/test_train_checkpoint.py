@@ -127,3 +127,29 @@ def test_config_weight_mismatch_named(tmp_path):
     save_file(load_file(str(p)), str(tmp_path / "nohdr.safetensors"))
     with pytest.raises(CheckpointError, match="no napari-probseg header"):
         load_checkpoint(tmp_path / "nohdr.safetensors")
+
+
+def test_old_header_key_threshold_is_read_as_cluster_radius(tmp_path):
+    """Files written before the rename stored the cluster radius as postprocess.threshold."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from napari_probseg.checkpoint import PostprocessConfig, load_checkpoint, read_checkpoint, save_checkpoint
+    from tests.conftest import tiny_model
+
+    path = save_checkpoint(tmp_path / "new.safetensors", tiny_model(), PostprocessConfig(cluster_radius=3.5))
+    header, tensors = read_checkpoint(path)
+    assert header["postprocess"]["cluster_radius"] == 3.5 and "threshold" not in header["postprocess"]
+    post = header["postprocess"]
+    header["postprocess"] = {"bandwidth": post["bandwidth"], "threshold": 1.25, "min_size": 7, "binarize": 0.6,
+                             "mc_draws": 4}
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={"probseg": json.dumps(header)})
+    lm = load_checkpoint(old)
+    assert lm.postprocess == PostprocessConfig(bandwidth=post["bandwidth"], cluster_radius=1.25, min_size=7,
+                                               binarize=0.6, mc_draws=4)
+    header["postprocess"]["threshold"] = -1.0  # the old key is validated as a radius too
+    save_file(tensors, str(old), metadata={"probseg": json.dumps(header)})
+    with pytest.raises(Exception, match="postprocess.threshold"):
+        load_checkpoint(old)

@@ -191,7 +191,7 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         device = str(pick_device(device))
         lm = _cached_model(model_path, model_sha, device)
         image = _read_channels(well)
-        pred = predict(lm.model, image, lm.postprocess, config["draws"], config["threshold"], device, config["seed"])
+        pred = predict(lm.model, image, lm.postprocess, config["draws"], config["binarize"], device, config["seed"])
         meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files), **config}
         table = measure_prediction(pred, image, channel_tags(len(image)))
         paths = write_prediction(pred, out, well.stem, meta, table=table)
@@ -254,7 +254,12 @@ def record_error(out: Path, well: WellInput, message: str, config: dict, seconds
 def _load(path: Path) -> dict | None:
     try:
         rec = json.loads(path.read_text())
-        return rec if isinstance(rec, dict) and isinstance(rec.get("row"), dict) else None
+        if not (isinstance(rec, dict) and isinstance(rec.get("row"), dict)):
+            return None
+        cfg = rec.get("config")
+        if isinstance(cfg, dict) and "threshold" in cfg:  # markers written before "binarize" had its name
+            cfg["binarize"] = cfg.pop("threshold")
+        return rec
     except (OSError, ValueError):
         return None  # unreadable marker: treat the well as not done
 
@@ -279,7 +284,7 @@ def _markers(out: Path) -> set[str]:
 def write_summary(out: str | Path, config: dict | None = None) -> list[dict]:
     """Rebuild ``summary.csv`` from the markers in ``out``: one row per well, worst first.
 
-    With ``config``, only wells run with these settings (model, draws, threshold, seed)
+    With ``config``, only wells run with these settings (model, draws, binarize, seed)
     are listed, so one summary never ranks wells computed differently.
 
     ``review_rank`` 1 = the well to proofread first: wells are ranked by ``review_score``,
@@ -310,7 +315,7 @@ def write_summary(out: str | Path, config: dict | None = None) -> list[dict]:
 
 # ---------------------------------------------------------------- driver
 def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc010-concrete", *,
-              draws: int | None = None, threshold: float | None = None, seed: int = 0, device: str = "cpu",
+              draws: int | None = None, binarize: float | None = None, seed: int = 0, device: str = "cpu",
               workers: int = 1, scheduler: str | None = None, channel_patterns: tuple[str, ...] = DEFAULT_CHANNELS,
               well_regex: str = DEFAULT_WELL_REGEX, max_wells: int | None = None, progress: bool = True) -> BatchResult:
     """Segment every well of ``source`` not yet complete in ``out_dir``; rebuild the summary.
@@ -328,7 +333,7 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
     workers = check("workers", workers, "workers")
     max_wells = check_optional("max_wells", max_wells, "max_wells")
     draws = check_optional("draws", draws, "draws")
-    threshold = check_optional("threshold", threshold, "threshold")
+    binarize = check_optional("binarize", binarize, "binarize")
     seed = check("seed", seed, "seed")
     check_writable_dir(out_dir)
     wells = discover_wells(source, tuple(channel_patterns), well_regex)
@@ -338,7 +343,7 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
     path = resolve_model(model).resolve()
     lm = load_checkpoint(path)  # a bad model fails here, before any worker starts
     config = {"model_sha256": lm.sha256, "draws": int(draws or lm.postprocess.mc_draws),
-              "threshold": float(lm.postprocess.binarize if threshold is None else threshold), "seed": int(seed)}
+              "binarize": float(lm.postprocess.binarize if binarize is None else binarize), "seed": int(seed)}
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     _refuse_other_inputs(out, wells)

@@ -31,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=V.argparse_type("workers", "--workers"), default=min(os.cpu_count() or 1, 8), help="local worker processes")
     b.add_argument("--scheduler", help="address of a running Dask scheduler (instead of a local cluster)")
     b.add_argument("--draws", type=V.argparse_type("draws", "--draws"), default=None, help="Monte-Carlo draws (default: the model's)")
-    b.add_argument("--threshold", type=V.argparse_type("threshold", "--threshold"), default=None)
+    from .cli import add_binarize_option
+
+    add_binarize_option(b)
     b.add_argument("--seed", type=V.argparse_type("seed", "--seed"), default=0)
     b.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     b.add_argument("--max-wells", type=V.argparse_type("max_wells", "--max-wells"), default=None, help="run at most this many remaining wells")
@@ -40,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cli_batch(args: argparse.Namespace) -> int:
     """Run ``probseg batch``; exit 1 when any well failed, so scripts notice."""
-    res = run_batch(args.input, args.out, args.model, draws=args.draws, threshold=args.threshold, seed=args.seed,
+    res = run_batch(args.input, args.out, args.model, draws=args.draws, binarize=args.binarize, seed=args.seed,
                     device=args.device, workers=args.workers, scheduler=args.scheduler,
                     channel_patterns=tuple(args.channel_pattern), well_regex=args.well_regex, max_wells=args.max_wells)
     failed = [r for r in res.rows if r.get("status") != "ok"]
@@ -49,7 +51,7 @@ def cli_batch(args: argparse.Namespace) -> int:
           f"{len(failed)} failed -> {res.summary}")
     if res.other_settings:
         print(f"note: {res.other_settings} well(s) in {args.out} hold results of other settings (model, draws, "
-              "threshold or seed); they are not in summary.csv and are rerun when not limited by --max-wells")
+              "binarize or seed); they are not in summary.csv and are rerun when not limited by --max-wells")
     if worst:
         print(f"review first: {', '.join(worst)}")
     for r in failed:

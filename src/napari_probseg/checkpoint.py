@@ -25,16 +25,22 @@ class CheckpointError(ValueError):
     """A model file that cannot be used; the message names the file and the problem."""
 
 
+# header keys of older files and the names they have now (one name per concept, issue 13)
+LEGACY_POSTPROCESS_KEYS = {"threshold": "cluster_radius"}
+
+
 @dataclass
 class PostprocessConfig:
     bandwidth: float = 2.0  # mean-shift kernel bandwidth (embedding units)
-    threshold: float = 2.0  # cluster radius around each centre
+    cluster_radius: float = 2.0  # a pixel joins the nearest mean-shift centre within this distance
     min_size: int = 50  # instances smaller than this (pixels) are dropped
-    binarize: float = 0.75
+    binarize: float = 0.75  # probability at which a pixel belongs to an instance
     mc_draws: int = 8
 
     @classmethod
     def from_dict(cls, d: dict) -> "PostprocessConfig":
+        """From a checkpoint header; older files called ``cluster_radius`` ``threshold``."""
+        d = {LEGACY_POSTPROCESS_KEYS.get(k, k): v for k, v in d.items()}
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -120,8 +126,8 @@ _MODEL_SCHEMA: dict[str, tuple[type, float | None, float | None]] = {
     "init_dropout": (float, 1e-6, 0.999), "iota2": (float, 0.0, 1.0), "zeta": (float, 0.0, 1.0),
     "n_train_samples": (int, 1, 10_000_000),
 }
-_POST_SCHEMA = {"bandwidth": "bandwidth", "threshold": "cluster_threshold", "min_size": "min_size",
-                "binarize": "threshold", "mc_draws": "draws"}
+_POST_SCHEMA = {"bandwidth": "bandwidth", "cluster_radius": "cluster_radius", "threshold": "cluster_radius",
+                "min_size": "min_size", "binarize": "binarize", "mc_draws": "draws"}
 
 
 def _typed(value: Any, kind: type) -> bool:

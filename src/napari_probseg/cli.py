@@ -97,10 +97,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_output_files(list(output_paths(out, stem).values()))
     for image, stem in inputs:
         bar = tqdm(total=args.draws or lm.postprocess.mc_draws, desc=f"{stem}: MC draws", unit="draw")
-        pred = predict(lm.model, image, lm.postprocess, args.draws, args.threshold, device, args.seed,
+        pred = predict(lm.model, image, lm.postprocess, args.draws, args.binarize, device, args.seed,
                        progress=lambda d, t: bar.update(1))
         bar.close()
-        meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "threshold": pred.threshold, "seed": args.seed}
+        meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "binarize": pred.binarize,
+                "seed": args.seed}
         raw = image[None] if image.ndim == 2 else image
         paths = write_prediction(pred, out, stem, meta, image=raw)
         if args.png:
@@ -160,7 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .validation import check_writable_dir
 
     check_writable_dir(args.out)
-    run_evaluation(args.model, args.data, args.split, args.out, draws=args.draws, threshold=args.threshold,
+    run_evaluation(args.model, args.data, args.split, args.out, draws=args.draws, binarize=args.binarize,
                    device=args.device, wells=_wells(args.wells) or None, tune=args.tune, reuse=args.reuse)
     return 0
 
@@ -170,6 +171,24 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old option name that still works but says (one line, stderr) which name replaced it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        print(f"probseg: note: {option_string} is deprecated; use --{self.dest}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_binarize_option(parser: argparse.ArgumentParser) -> None:
+    """``--binarize`` and its hidden deprecated alias ``--threshold`` (predict, evaluate, batch)."""
+    from . import validation as V
+
+    parser.add_argument("--binarize", type=V.argparse_type("binarize", "--binarize"), default=None,
+                        help="probability at which a pixel belongs to an instance (default: the model's, 0.75)")
+    parser.add_argument("--threshold", dest="binarize", action=_DeprecatedAlias, help=argparse.SUPPRESS,
+                        type=V.argparse_type("binarize", "--threshold"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--model", default="bbbc010-concrete", help="bundled model name or .safetensors file")
     pr.add_argument("--draws", type=V.argparse_type("draws", "--draws"), default=None, help="Monte-Carlo draws (default: the model's, 8)")
-    pr.add_argument("--threshold", type=V.argparse_type("threshold", "--threshold"), default=None, help="probability at which an instance pixel counts (default 0.75)")
+    add_binarize_option(pr)
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     pr.add_argument("--seed", type=V.argparse_type("seed", "--seed"), default=0)
     pr.add_argument("--min-size", type=V.argparse_type("min_size", "--min-size"), default=None,
@@ -219,9 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--wells", nargs="+", help="only these wells (space- or comma-separated)")
     ev.add_argument("--out", required=True)
     ev.add_argument("--draws", type=V.argparse_type("draws", "--draws"), default=None)
-    ev.add_argument("--threshold", type=V.argparse_type("threshold", "--threshold"), default=None)
+    add_binarize_option(ev)
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ev.add_argument("--tune", action="store_true", help="grid-search mean-shift bandwidth, threshold and minimum size by 2-fold CV first")
+    ev.add_argument("--tune", action="store_true", help="grid-search mean-shift bandwidth, cluster radius and minimum size by 2-fold CV first")
     ev.add_argument("--reuse", metavar="EVAL_DIR", default=None,
                     help="recompute everything from EVAL_DIR/predictions/*.npz of an earlier run with the same model "
                          "and settings instead of running the network (minutes instead of an hour on a CPU)")

@@ -6,6 +6,7 @@ draws (``should_stop``), so a GUI never has to kill a thread.
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -39,11 +40,11 @@ class Peak:
 @dataclass
 class Prediction:
     probabilities: np.ndarray  # [N,H,W] float32, per-instance probability
-    instances: np.ndarray  # [N,H,W] bool, probabilities >= threshold (a slice may be empty)
+    instances: np.ndarray  # [N,H,W] bool, probabilities >= binarize (a slice may be empty)
     entropy: np.ndarray  # [H,W] float32, max over instances of the Bernoulli entropy
     peaks: list[Peak]
     draws: list[np.ndarray]  # the T post-processed draws
-    threshold: float
+    binarize: float  # probability at which a pixel belongs to an instance
     bf16: bool = False  # whether the draws ran under bf16 autocast (uses_bf16); written to the outputs' meta
     device: str = "cpu"  # where the draws ran
     _items: list | None = field(default=None, repr=False, compare=False)  # review items, all (cached)
@@ -54,8 +55,13 @@ class Prediction:
         from .review import ReviewConfig, review_items
 
         if self._items is None:
-            self._items = review_items(self.probabilities, self.threshold, show_all=True)
+            self._items = review_items(self.probabilities, self.binarize, show_all=True)
         return list(self._items) if show_all else [it for it in self._items if it.score >= ReviewConfig().min_score]
+
+    @property
+    def threshold(self) -> float:
+        """Deprecated name of ``binarize`` (kept until the widgets and session use the new name)."""
+        return self.binarize
 
     @property
     def draw_counts(self) -> list[int]:
@@ -236,37 +242,44 @@ def predict(
     image: np.ndarray,
     post: PostprocessConfig | None = None,
     draws: int | None = None,
-    threshold: float | None = None,
+    binarize: float | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    threshold: float | None = None,
 ) -> Prediction:
     """Raw image [C,H,W] -> per-instance probabilities, binarised instances, entropy, peaks.
 
     ``progress(done, total)`` is called after each draw is clustered; ``should_stop()``
     is checked before each draw and raises ``Cancelled``.  The same ``seed`` gives the same
     result whatever the global torch RNG holds, and the global RNG is left untouched.
+    ``threshold=`` is the deprecated name of ``binarize=``.
     """
     from .validation import check
 
     post = post or PostprocessConfig()
     draws = check("draws", post.mc_draws if draws is None else draws, "draws")
-    threshold = check("threshold", post.binarize if threshold is None else threshold, "threshold")
+    if threshold is not None:
+        warnings.warn("predict(threshold=...) is deprecated; use binarize=...", DeprecationWarning, stacklevel=2)
+        binarize = threshold if binarize is None else binarize
+    binarize = check("binarize", post.binarize if binarize is None else binarize, "binarize")
     check("min_size", post.min_size, "minimum size")
     check("bandwidth", post.bandwidth, "bandwidth")
-    check("cluster_threshold", post.threshold, "cluster threshold")
+    check("cluster_radius", post.cluster_radius, "cluster radius")
     x = prepare_input(image, model)
     bf16 = uses_bf16(device)
     stacks = []
     for i, (emb, logits) in enumerate(
         forward_draws(model, x, draws, device, seed=seed, should_stop=should_stop, bf16=bf16)
     ):
-        stacks.append(embeddings_to_instances(emb, logits, post.bandwidth, post.threshold, post.min_size, seed=seed + i))
+        stacks.append(embeddings_to_instances(emb, logits, post.bandwidth, post.cluster_radius, post.min_size,
+                                              seed=seed + i))
         if progress is not None:
             progress(i + 1, draws)
     probs = agglomerate(stacks)
-    inst = probs >= threshold
+    inst = probs >= binarize
     ent = bernoulli_entropy(probs).max(0).astype(np.float32) if len(probs) else np.zeros(x.shape[-2:], np.float32)
-    return Prediction(probs.astype(np.float32), inst, ent, uncertainty_peaks(ent, probs), stacks, threshold,
+    return Prediction(probs.astype(np.float32), inst, ent, uncertainty_peaks(ent, probs), stacks, binarize,
                       bf16=bf16, device=str(torch.device(device)))

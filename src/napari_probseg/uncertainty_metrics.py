@@ -3,7 +3,7 @@
 Why: a useful uncertainty is high where the segmentation is wrong and low where it is right.
 Following Mukhoti & Gal, every 4x4 patch of every predicted instance is classed as
 accurate/inaccurate and certain/uncertain; p(accurate|certain), p(uncertain|inaccurate) and
-PAvPU summarise how well the two agree over a range of entropy thresholds. The simulation
+PAvPU summarise how well the two agree over a range of entropy cuts. The simulation
 measures how much proofreading the k most uncertain patches would improve the metrics.
 See docs/metrics.md for the exact conventions.
 """
@@ -16,7 +16,7 @@ from scipy.special import xlogy
 
 from .metrics import aggregate, image_scores, iou_matrix
 
-DEFAULT_THRESHOLDS = np.round(np.linspace(0.0, 0.7, 15), 3)
+ENTROPY_CUTS = np.round(np.linspace(0.0, 0.7, 15), 3)
 
 
 def bernoulli_entropy(p: np.ndarray) -> np.ndarray:
@@ -62,18 +62,18 @@ def _patch_window(mask: np.ndarray, size: int) -> tuple[slice, slice] | None:
 
 
 def uncertainty_counts(prob: np.ndarray, gt: np.ndarray, binarize: float = 0.75,
-                       thresholds: np.ndarray = DEFAULT_THRESHOLDS, size: int = 4) -> dict:
-    """n_ac, n_au, n_ic, n_iu per entropy threshold, summed over the predicted instances.
+                       entropy_cuts: np.ndarray = ENTROPY_CUTS, size: int = 4) -> dict:
+    """n_ac, n_au, n_ic, n_iu per entropy cut, summed over the predicted instances.
 
     Instance i is ``prob[i] >= binarize``, matched to a gt instance by Hungarian IoU
     (unmatched: an empty mask). Its patches are those with foreground in the binarised
     prediction or the matched gt; a patch is accurate when mean(pred == gt) >= 0.5 and
-    uncertain when its mean entropy H(prob[i]) > threshold. Instances that binarise to empty
+    uncertain when its mean entropy H(prob[i]) > the cut. Instances that binarise to empty
     and are unmatched have no patches; missed gt instances do not count (only predictions).
     """
     prob = np.asarray(prob, dtype=np.float64)
     gt = np.asarray(gt, dtype=bool)
-    th = np.asarray(thresholds, dtype=np.float64)
+    th = np.asarray(entropy_cuts, dtype=np.float64)
     pred = prob >= binarize
     match = _matched_gt(pred, gt)
     n = {k: np.zeros(len(th), dtype=np.int64) for k in ("n_ac", "n_au", "n_ic", "n_iu")}
@@ -90,12 +90,12 @@ def uncertainty_counts(prob: np.ndarray, gt: np.ndarray, binarize: float = 0.75,
         n["n_au"] += (acc & unc).sum(1)
         n["n_ic"] += (~acc & ~unc).sum(1)
         n["n_iu"] += (~acc & unc).sum(1)
-    return {"thresholds": th, **n}
+    return {"entropy_cuts": th, **n}
 
 
 def uncertainty_curves(counts_list: list[dict]) -> dict:
     """Sum the counts over images, then the three curves; an empty denominator gives NaN."""
-    th = counts_list[0]["thresholds"]
+    th = counts_list[0]["entropy_cuts"]
     s = {k: np.sum([c[k] for c in counts_list], axis=0).astype(np.float64)
          for k in ("n_ac", "n_au", "n_ic", "n_iu")}
 
@@ -104,7 +104,7 @@ def uncertainty_curves(counts_list: list[dict]) -> dict:
 
     total = s["n_ac"] + s["n_au"] + s["n_ic"] + s["n_iu"]
     return {
-        "thresholds": np.asarray(th).tolist(),
+        "entropy_cuts": np.asarray(th).tolist(),
         "p_accurate_given_certain": ratio(s["n_ac"], s["n_ac"] + s["n_ic"]),
         "p_uncertain_given_inaccurate": ratio(s["n_iu"], s["n_ic"] + s["n_iu"]),
         "pavpu": ratio(s["n_ac"] + s["n_iu"], total),
