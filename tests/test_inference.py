@@ -162,3 +162,17 @@ def test_deprecated_threshold_keyword_still_binarises():
         old = predict(m, _img(), post, draws=2, threshold=0.5)
     assert old.binarize == new.binarize == 0.5 and old.threshold == 0.5
     np.testing.assert_array_equal(old.instances, new.instances)
+
+
+def test_prediction_meta_is_json_and_old_literal_meta_still_reads(tmp_path):
+    import json
+
+    from napari_probseg.outputs import read_meta, write_prediction
+
+    pred = predict(tiny_model(), _img(), PostprocessConfig(min_size=1), draws=2)
+    paths = write_prediction(pred, tmp_path, "W", {"seed": np.int64(3), "binarize": 0.75})
+    with np.load(paths["probabilities"], allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+    assert meta["seed"] == 3 and meta["draw_counts"] == pred.draw_counts and meta["device"] == "cpu"
+    assert read_meta(str({"draw_counts": [1, 2], "threshold": 0.75})) == {"draw_counts": [1, 2], "threshold": 0.75}
+    assert read_meta("not a dict") == {"raw": "not a dict"}

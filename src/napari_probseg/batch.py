@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic import atomic_write, write_json
+
 if TYPE_CHECKING:
     import argparse
 
@@ -227,15 +229,9 @@ def well_stats(pred: Prediction) -> dict:
     }
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def _mark(out: Path, well: WellInput, row: dict, config: dict, outputs: dict) -> dict:
     row = {"well": well.name, "inputs": ";".join(f or "" for f in well.files), **row}
-    _write_json(out / f"{well.stem}.done.json", {"row": row, "config": config, "outputs": outputs})
+    write_json(out / f"{well.stem}.done.json", {"row": row, "config": config, "outputs": outputs})
     (out / f"{well.stem}.error.json").unlink(missing_ok=True)
     return row
 
@@ -246,7 +242,7 @@ def record_error(out: Path, well: WellInput, message: str, config: dict, seconds
     row = {"well": well.name, "status": "error", "error": message, "seconds": round(seconds, 2),
            "inputs": ";".join(f or "" for f in well.files)}
     (out / f"{well.stem}.done.json").unlink(missing_ok=True)
-    _write_json(out / f"{well.stem}.error.json", {"row": row, "config": config})
+    write_json(out / f"{well.stem}.error.json", {"row": row, "config": config})
     return row
 
 
@@ -304,12 +300,13 @@ def write_summary(out: str | Path, config: dict | None = None) -> list[dict]:
     for i, r in enumerate(ok, 1):
         r["review_rank"] = i
     rows = ok + sorted((r for r in rows if r.get("status") != "ok"), key=lambda r: r["well"])
-    tmp = out / ".summary.csv.partial"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out / "summary.csv")
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(out / "summary.csv", write)
     return rows
 
 

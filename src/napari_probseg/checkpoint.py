@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .model import ModelConfig, UNet
 
 FORMAT = "napari-probseg/1"
@@ -81,11 +82,7 @@ def save_checkpoint(
     tensors = {f"model.{k}": v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra.{k}"] = v.detach().contiguous().cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)})
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -222,6 +219,4 @@ def update_postprocess(path: str | Path, postprocess: PostprocessConfig, note: s
     header["postprocess"] = postprocess.__dict__
     if note:
         header.setdefault("meta", {})["postprocess_note"] = note
-    tmp = Path(str(path) + ".tmp")
-    save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)})
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))

@@ -18,7 +18,8 @@ import numpy as np
 from .checkpoint import PostprocessConfig
 from .counts import count_inputs, evaluate_counts
 from .data import InputError, available_wells, default_data_dir, load_image, load_masks, read_split
-from .inference import PATCH, Prediction, bernoulli_entropy, nonempty, predict, uncertainty_peaks
+from .inference import PATCH, Prediction, bernoulli_entropy, predict, uncertainty_peaks
+from .masks import nonempty
 from .measurements import matched_shape_errors
 from .metrics import aggregate, coco_ap, image_scores
 from .review import write_review_csv

@@ -17,6 +17,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .checkpoint import PostprocessConfig
 from .data import validate_image, normalize
+from .masks import grown_window, labels_from_instances, mask_iou, nonempty  # noqa: F401 (nonempty: re-exported)
 from .model import UNet
 from .devices import cpu_supports_bf16
 from .postprocess import embeddings_to_instances
@@ -79,31 +80,7 @@ class Prediction:
 
     def labels(self) -> np.ndarray:
         """A label image (0 = background); where instances overlap the later one wins."""
-        lab = np.zeros(self.entropy.shape, dtype=np.int32)
-        for i, m in enumerate(self.instances):
-            lab[m] = i + 1
-        return lab
-
-
-def nonempty(stack: np.ndarray) -> np.ndarray:
-    """Per slice of an [N,H,W] stack, whether it has any True pixel; safe for N = 0.
-
-    Why: ``stack.reshape(len(stack), -1)`` fails on an empty stack (numpy cannot infer -1
-    from size 0), and an image without worms is a valid input.
-    """
-    a = np.asarray(stack)
-    return a.reshape(a.shape[0], int(np.prod(a.shape[1:], dtype=np.int64))).any(1)
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix [len(a), len(b)] of two bool stacks."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    fa = a.reshape(len(a), a[0].size).astype(np.float32)
-    fb = b.reshape(len(b), b[0].size).astype(np.float32)
-    inter = fa @ fb.T
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return inter / np.maximum(union, 1)
+        return labels_from_instances(self.instances, self.entropy.shape)
 
 
 def agglomerate(draws: list[np.ndarray]) -> np.ndarray:
@@ -149,11 +126,10 @@ def uncertainty_peaks(
     Each peak lists the instances within or touching the patch (probability > 0 in the
     patch grown by one pixel), i.e. those a proofreader would correct there.
     """
-    h, w = entropy.shape
     peaks = []
     for score, y, x in peak_patches(entropy, k, size):
-        y0, x0, y1, x1 = max(y - 1, 0), max(x - 1, 0), min(y + size + 1, h), min(x + size + 1, w)
-        touched = [int(n) for n in np.flatnonzero((probabilities[:, y0:y1, x0:x1] > 0).any((1, 2)))]
+        win = grown_window(y, x, size, entropy.shape)
+        touched = [int(n) for n in np.flatnonzero((probabilities[:, win[0], win[1]] > 0).any((1, 2)))]
         peaks.append(Peak(score, y, x, touched))
     return peaks
 

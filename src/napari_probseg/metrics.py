@@ -17,26 +17,14 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .masks import mask_iou
+
 # Rounded so that 0.6 is the double 0.6 (np.arange alone gives 0.6000000000000001).
 IOU_THRESHOLDS = np.round(np.arange(0.5, 0.96, 0.05), 2)
 
 
-def _flat(stack: np.ndarray) -> np.ndarray:
-    s = np.asarray(stack, dtype=bool)
-    return s.reshape(s.shape[0], int(np.prod(s.shape[1:])))
-
-
-def iou_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """IoU of every predicted vs every ground-truth instance, ``[N,M]`` float64.
-
-    One float32 matmul counts the intersections (exact: counts < 2**24); empty pairs get 0.
-    """
-    p, g = _flat(pred), _flat(gt)
-    if p.shape[0] == 0 or g.shape[0] == 0:
-        return np.zeros((p.shape[0], g.shape[0]))
-    inter = (p.astype(np.float32) @ g.T.astype(np.float32)).astype(np.float64)
-    union = p.sum(1)[:, None] + g.sum(1)[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+# the metrics' name for the one mask IoU (masks.mask_iou)
+iou_matrix = mask_iou
 
 
 def match_counts(iou: np.ndarray, iou_threshold: float) -> tuple[int, int, int]:
@@ -63,7 +51,7 @@ def image_scores(pred: np.ndarray, gt: np.ndarray, iou_thresholds: np.ndarray = 
     Empty cases: no predictions and no ground truth scores 1.0; any other 0/0 scores 0.0
     (nothing predicted where worms exist, or only false positives on an empty image).
     """
-    iou = iou_matrix(pred, gt)
+    iou = mask_iou(pred, gt)
     counts = np.array([match_counts(iou, t) for t in iou_thresholds], dtype=np.float64)
     tp, fp, fn = counts.T
     both_empty = iou.shape == (0, 0)

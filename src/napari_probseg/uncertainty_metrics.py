@@ -14,7 +14,8 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from scipy.special import xlogy
 
-from .metrics import aggregate, image_scores, iou_matrix
+from .masks import drop_empty, grown_window, mask_iou
+from .metrics import aggregate, image_scores
 
 ENTROPY_CUTS = np.round(np.linspace(0.0, 0.7, 15), 3)
 
@@ -43,7 +44,7 @@ def patch_mean(x: np.ndarray, size: int = 4) -> np.ndarray:
 
 def _matched_gt(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Index of each prediction's Hungarian-matched gt instance, -1 if none (or IoU 0)."""
-    iou = iou_matrix(pred, gt)
+    iou = mask_iou(pred, gt)
     out = np.full(len(pred), -1)
     if iou.size:
         rows, cols = linear_sum_assignment(-iou)
@@ -145,7 +146,7 @@ def _correct(pred: np.ndarray, prob: np.ndarray | None, gt: np.ndarray, boxes: l
     h, w = gt.shape[-2:]
     touch = np.zeros((h, w), dtype=bool)
     for y0, x0 in boxes:  # the patch dilated by one pixel: "within or directly neighbouring"
-        touch[max(y0 - 1, 0):y0 + patch + 1, max(x0 - 1, 0):x0 + patch + 1] = True
+        touch[grown_window(y0, x0, patch, (h, w))] = True
     present = pred if prob is None else pred | (prob > prob_floor)
     return correct_instances(pred, present, gt, present[:, touch].any(axis=1))
 
@@ -157,16 +158,12 @@ def correct_instances(pred: np.ndarray, present: np.ndarray, gt: np.ndarray, hit
     if not hit.any():
         return pred
     keep = [m for m in pred[~hit]]
-    iou = iou_matrix(present[hit], gt)  # the instance as the proofreader sees it, uncertain part included
+    iou = mask_iou(present[hit], gt)  # the instance as the proofreader sees it, uncertain part included
     best = iou.argmax(axis=1) if gt.shape[0] else np.array([], dtype=int)
     for j in sorted({int(b) for b, v in zip(best, iou.max(axis=1, initial=0.0)) if v > 0}):
         if not any(np.array_equal(gt[j], m) for m in keep):  # already predicted: do not duplicate
             keep.append(gt[j])
     return np.stack(keep) if keep else np.zeros((0, h, w), dtype=bool)
-
-
-def _nonempty(stack: np.ndarray) -> np.ndarray:
-    return stack[stack.reshape(len(stack), stack[0].size).any(1)] if len(stack) else stack
 
 
 def simulate_proofreading(predictions: dict[str, np.ndarray], probabilities: dict[str, np.ndarray] | None,
@@ -185,7 +182,7 @@ def simulate_proofreading(predictions: dict[str, np.ndarray], probabilities: dic
     wells = list(gts)
     pooled = sorted(((float(s), wi, int(y), int(x)) for wi, wl in enumerate(wells) for s, y, x in peaks.get(wl, [])),
                     key=lambda t: -t[0])  # stable: ties keep well order, then peak order
-    base = {wl: image_scores(_nonempty(np.asarray(predictions[wl], bool)), gts[wl]) for wl in wells}
+    base = {wl: image_scores(drop_empty(predictions[wl]), gts[wl]) for wl in wells}
     rows = []
     for k in ks:
         boxes: dict[str, list[tuple[int, int]]] = {}
@@ -199,7 +196,7 @@ def simulate_proofreading(predictions: dict[str, np.ndarray], probabilities: dic
             prob = None if probabilities is None else np.asarray(probabilities[wl])
             fixed = _correct(np.asarray(predictions[wl], bool), prob, np.asarray(gts[wl], bool), boxes[wl],
                              patch, prob_floor)
-            scores.append(image_scores(_nonempty(fixed), gts[wl]))
+            scores.append(image_scores(drop_empty(fixed), gts[wl]))
         agg = aggregate(scores)
         rows.append({"k": int(k), **{m: agg[m] for m in ("avAP", "AP50", "AP75", "recall80", "avAP_dsb")}})
     return rows
