@@ -141,7 +141,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.refresh()
 
     with stop_on_signals() as stop:
-        path = train(cfg, resume=resume, init_from=args.init, progress=progress, should_stop=stop.is_set)
+        init = resolve_model(args.init) if args.init else None
+        path = train(cfg, resume=resume, init_from=init, progress=progress, should_stop=stop.is_set)
     bar.close()
     if stop.is_set():
         print(f"probseg: interrupted ({stop.signal_name}); checkpoint of the last finished step saved: {path}\n"
@@ -219,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", help="data folder with images/, masks/, splits/ (default ../shared/data/bbbc010)")
     tr.add_argument("--split", default="train")
     tr.add_argument("--wells", nargs="+", help="train on these wells instead of the split (space- or comma-separated)")
-    tr.add_argument("--variant", default="concrete", choices=["concrete", "baseline"])
+    tr.add_argument("--variant", default=None, choices=["concrete", "baseline"],
+                    help="architecture of a new model (default concrete); with --init or --resume the model's")
     tr.add_argument("--steps", type=V.argparse_type("steps", "--steps"), default=1000)
     tr.add_argument("--batch", type=V.argparse_type("batch", "--batch"), default=4)
     tr.add_argument("--crop", type=V.argparse_type("crop", "--crop"), default=384, help="crop side in px; 384 beat 256 clearly on BBBC010")
