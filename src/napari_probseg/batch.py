@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import os
 import re
 import time
@@ -20,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .atomic import atomic_write, write_json
+from .batch_markers import OUTPUT_KEYS, _load, _mark, _markers, is_complete, record_error, write_summary  # noqa: F401
 
 if TYPE_CHECKING:
-    import argparse
-
     import numpy as np
     from distributed import Client, LocalCluster
 
@@ -33,11 +30,6 @@ if TYPE_CHECKING:
 
 DEFAULT_CHANNELS = ("_w1_", "_w2_")  # BBBC010: fluorescence, brightfield
 DEFAULT_WELL_REGEX = r"_([A-Z]\d{2})_"  # plate well name such as A01 between underscores
-OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks", "review", "worms")
-FIELDS = ["well", "status", "review_rank", "review_score", "review_items", "instances", "count", "count_low",
-          "count_high", "count_level", "median_area_px", "median_length_px", "median_straightness", "border_worms",
-          "overlapping_worms", "entropy_mean_fg", "entropy_max", "peaks", "top_peak", "seconds", "cpu_seconds",
-          "error", "inputs"]
 
 
 @dataclass(frozen=True)
@@ -227,87 +219,6 @@ def well_stats(pred: Prediction) -> dict:
         "review_items": len(items),
         "review_score": round(sum(it.score for it in items), 2),
     }
-
-
-def _mark(out: Path, well: WellInput, row: dict, config: dict, outputs: dict) -> dict:
-    row = {"well": well.name, "inputs": ";".join(f or "" for f in well.files), **row}
-    write_json(out / f"{well.stem}.done.json", {"row": row, "config": config, "outputs": outputs})
-    (out / f"{well.stem}.error.json").unlink(missing_ok=True)
-    return row
-
-
-def record_error(out: Path, well: WellInput, message: str, config: dict, seconds: float = 0.0) -> dict:
-    """Write ``<stem>.error.json`` (retried next run) and drop any stale done marker."""
-    out.mkdir(parents=True, exist_ok=True)
-    row = {"well": well.name, "status": "error", "error": message, "seconds": round(seconds, 2),
-           "inputs": ";".join(f or "" for f in well.files)}
-    (out / f"{well.stem}.done.json").unlink(missing_ok=True)
-    write_json(out / f"{well.stem}.error.json", {"row": row, "config": config})
-    return row
-
-
-# ---------------------------------------------------------------- markers and summary
-def _load(path: Path) -> dict | None:
-    try:
-        rec = json.loads(path.read_text())
-        if not (isinstance(rec, dict) and isinstance(rec.get("row"), dict)):
-            return None
-        cfg = rec.get("config")
-        if isinstance(cfg, dict) and "threshold" in cfg:  # markers written before "binarize" had its name
-            cfg["binarize"] = cfg.pop("threshold")
-        return rec
-    except (OSError, ValueError):
-        return None  # unreadable marker: treat the well as not done
-
-
-def _outputs_ok(out: Path, rec: dict) -> bool:
-    outs = rec.get("outputs") or {}
-    return set(outs) == set(OUTPUT_KEYS) and all(
-        (out / name).is_file() and (out / name).stat().st_size == size for name, size in outs.values())
-
-
-def is_complete(out: Path, well: WellInput, config: dict) -> bool:
-    """Done for this model and settings, with every output present at its recorded size."""
-    rec = _load(Path(out) / f"{well.stem}.done.json")
-    return rec is not None and rec.get("config") == config and _outputs_ok(Path(out), rec)
-
-
-def _markers(out: Path) -> set[str]:
-    """Stems of all wells with a done or error marker in ``out``."""
-    return {p.name.rsplit(".", 2)[0] for pat in ("*.done.json", "*.error.json") for p in out.glob(pat)}
-
-
-def write_summary(out: str | Path, config: dict | None = None) -> list[dict]:
-    """Rebuild ``summary.csv`` from the markers in ``out``: one row per well, worst first.
-
-    With ``config``, only wells run with these settings (model, draws, binarize, seed)
-    are listed, so one summary never ranks wells computed differently.
-
-    ``review_rank`` 1 = the well to proofread first: wells are ranked by ``review_score``,
-    the summed score of the well's review items (its ``_review.csv``, the suspected errors;
-    ties: more items, then higher mean foreground entropy).
-    Failed wells come last, unranked.
-    """
-    out = Path(out)
-    recs = {p.name[: -len(".error.json")]: _load(p) for p in sorted(out.glob("*.error.json"))}
-    for p in sorted(out.glob("*.done.json")):
-        rec = _load(p)
-        if rec is not None and _outputs_ok(out, rec):
-            recs[p.name[: -len(".done.json")]] = rec
-    rows = [r["row"] for r in recs.values() if r is not None and (config is None or r.get("config") == config)]
-    ok = sorted((r for r in rows if r.get("status") == "ok"),
-                key=lambda r: (-r["review_score"], -r.get("review_items", 0), -r["entropy_mean_fg"], r["well"]))
-    for i, r in enumerate(ok, 1):
-        r["review_rank"] = i
-    rows = ok + sorted((r for r in rows if r.get("status") != "ok"), key=lambda r: r["well"])
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-
-    atomic_write(out / "summary.csv", write)
-    return rows
 
 
 # ---------------------------------------------------------------- driver
