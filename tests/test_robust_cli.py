@@ -286,3 +286,38 @@ def test_deprecated_threshold_flag_says_so_in_one_line(capsys):
     err = capsys.readouterr().err
     assert args.binarize == 0.6 and err.count("\n") == 1 and "--binarize" in err
     assert "--threshold" not in build_parser()._subparsers._group_actions[0].choices["predict"].format_help()
+
+
+def test_only_domain_errors_are_reported_as_bad_input(capsys):
+    """Bad input -> exit 2 with one line; any other exception (ValueError too) is a bug -> exit 1."""
+    from napari_probseg.checkpoint import CheckpointError
+    from napari_probseg.cli import _report
+    from napari_probseg.validation import InputError, OptionError
+
+    for exc in (InputError("bad image"), OptionError("bad option"), CheckpointError("bad model"),
+                FileNotFoundError(2, "No such file", "x.tif")):
+        assert _report(exc, False) == 2
+        assert capsys.readouterr().err.startswith("probseg: error:")
+    for exc in (ValueError("shapes do not match"), KeyError("k"), IndexError("i")):
+        assert _report(exc, False) == 1
+        assert "internal error" in capsys.readouterr().err
+
+
+def test_default_data_dir_from_env_or_found_above_the_working_directory(tmp_path, monkeypatch):
+    from napari_probseg.data import default_data_dir
+
+    monkeypatch.setenv("PROBSEG_DATA", str(tmp_path / "mine"))
+    assert default_data_dir() == tmp_path / "mine"
+    monkeypatch.delenv("PROBSEG_DATA")
+    (tmp_path / "shared" / "data" / "bbbc010").mkdir(parents=True)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    assert default_data_dir() == tmp_path / "shared" / "data" / "bbbc010"
+
+
+def test_unknown_postprocess_key_is_refused_with_its_name():
+    from napari_probseg.checkpoint import CheckpointError, PostprocessConfig
+
+    with pytest.raises(CheckpointError, match="bandwith"):
+        PostprocessConfig.from_dict({"bandwith": 2.0})
+    assert PostprocessConfig.from_dict({"threshold": 3.0}).cluster_radius == 3.0

@@ -40,9 +40,15 @@ class PostprocessConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PostprocessConfig":
-        """From a checkpoint header; older files called ``cluster_radius`` ``threshold``."""
-        d = {LEGACY_POSTPROCESS_KEYS.get(k, k): v for k, v in d.items()}
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """From a checkpoint header; older files called ``cluster_radius`` ``threshold``.
+
+        Unknown keys are refused (a typo must not silently fall back to a default).
+        """
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__) - set(LEGACY_POSTPROCESS_KEYS))
+        if unknown:
+            raise CheckpointError(f"unknown post-processing keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        new = {LEGACY_POSTPROCESS_KEYS.get(k, k): v for k, v in d.items() if k not in cls.__dataclass_fields__}
+        return cls(**{**new, **{k: v for k, v in d.items() if k in cls.__dataclass_fields__}})
 
 
 @dataclass
@@ -162,6 +168,9 @@ def validate_header(header: Any, path: str | Path) -> None:
         if not _typed(value, kind) or (lo is not None and value < lo) or (hi is not None and value > hi):
             raise CheckpointError(f"model file {path}: model.{key} must be {'an integer' if kind is int else 'a number'}"
                                   f" in [{lo:g}, {hi:g}], got {value!r}")
+    unknown = sorted(set(post) - set(_POST_SCHEMA))
+    if unknown:
+        raise CheckpointError(f"model file {path}: unknown postprocess keys {unknown}")
     for key, rng in _POST_SCHEMA.items():
         if key in post and not RANGES[rng].ok(post[key]):
             raise CheckpointError(f"model file {path}: postprocess.{key} must be {RANGES[rng].text()}, "

@@ -325,15 +325,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(exc: Exception, debug: bool) -> int:
-    """One line for the user: 2 for bad input or an unusable file or folder, 1 for anything else."""
+    """One line for the user: 2 for bad input or an unusable file or folder, 1 for anything else.
+
+    Only the domain errors (InputError and its OptionError, CheckpointError) and OS errors are
+    the user's to fix; any other exception, ValueError included, is a bug and says so.
+    """
     from .checkpoint import CheckpointError
-    from .data import InputError
+    from .validation import InputError
 
     if debug:
         import traceback
 
         traceback.print_exc()
-    if isinstance(exc, (InputError, CheckpointError, ValueError, FileNotFoundError)):
+    if isinstance(exc, (InputError, CheckpointError)):
         print(f"probseg: error: {exc}", file=sys.stderr)
         return 2
     if isinstance(exc, OSError):

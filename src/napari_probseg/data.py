@@ -31,13 +31,23 @@ class Well:
 
 
 def default_data_dir() -> Path:
-    """``../shared/data/bbbc010`` next to the project checkout (or $PROBSEG_DATA)."""
+    """$PROBSEG_DATA, else the first ``shared/data/bbbc010`` in the working directory or a folder
+    above it, else ``../shared/data/bbbc010`` (the documented layout; it may not exist).
+
+    Why not relative to this file: in an installed wheel the package lives in site-packages,
+    where ``parents[3]`` is some unrelated folder.
+    """
     import os
 
     env = os.environ.get("PROBSEG_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "bbbc010"
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        found = folder / "shared" / "data" / "bbbc010"
+        if found.is_dir():
+            return found
+    return cwd.parent / "shared" / "data" / "bbbc010"
 
 
 def read_split(data_dir: Path, split: str) -> list[str]:

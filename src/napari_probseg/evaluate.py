@@ -183,11 +183,11 @@ def saved_prediction(folder: Path, well: str, binarize: float) -> Prediction:
         raise FileNotFoundError(f"{path} does not exist: run probseg evaluate --out {folder} first")
     with np.load(path) as z:
         if "all_probabilities" not in z.files:
-            raise ValueError(f"{path} predates the saved all_probabilities; evaluate again without --reuse")
+            raise InputError(f"{path} predates the saved all_probabilities; evaluate again without --reuse")
         probs, inst = z["all_probabilities"].astype(np.float32), z["instances"].astype(bool)
     binar = probs >= binarize
     if not np.array_equal(binar[nonempty(binar)], inst):
-        raise ValueError(f"{path} was binarised at another cut than {binarize}")
+        raise InputError(f"{path} was binarised at another cut than {binarize}")
     ent = bernoulli_entropy(probs).max(0).astype(np.float32) if len(probs) else np.zeros(probs.shape[1:], np.float32)
     return Prediction(probs, binar, ent, uncertainty_peaks(ent, probs), [], binarize)
 

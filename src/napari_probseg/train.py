@@ -23,6 +23,7 @@ from .checkpoint import CheckpointError, PostprocessConfig, build_model, read_ch
 from .devices import cpu_supports_bf16, pick_device
 from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, dihedral_batch, load_well, random_warp_batch
 from .losses import total_loss
+from .validation import InputError
 from .model import ModelConfig, UNet
 from .wellbank import WellBank, same_size
 
@@ -71,12 +72,12 @@ class TrainConfig:
     time_budget_s: float = 0.0  # >0: choose `steps` from the measured step time to end in this time
 
     def __post_init__(self) -> None:
-        from .validation import check
+        from .validation import OptionError, check
 
         if self.variant not in (None, "concrete", "baseline"):
-            raise ValueError(f"unknown variant {self.variant!r}: choose concrete or baseline")
+            raise OptionError(f"unknown variant {self.variant!r}: choose concrete or baseline")
         if self.augment not in AUGMENTATIONS:
-            raise ValueError(f"unknown augment {self.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
+            raise OptionError(f"unknown augment {self.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
         for name in ("steps", "batch", "crop", "lr", "checkpoint_every", "seed"):
             check(name, getattr(self, name), name)
 
@@ -210,7 +211,7 @@ def _training_wells(cfg: TrainConfig, wells: list[Well] | None) -> list[Well]:
         names = cfg.wells or available_wells(data_dir, cfg.split, tuple(cfg.channels))[0]
         wells = [load_well(data_dir, w, tuple(cfg.channels)) for w in names]
     if not wells:
-        raise ValueError("no training wells: give wells or a data folder with a split")
+        raise InputError("no training wells: give wells or a data folder with a split")
     return wells
 
 

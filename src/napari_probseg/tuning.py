@@ -61,7 +61,9 @@ def grid_search(model: UNet, data_dir: Path, min_sizes=MIN_SIZES, bandwidths=BAN
     usable = set(test_wells) & set(wells or test_wells)
     folds = {f: [w for w in read_split(data_dir, f"test_fold{f}") if w in usable] for f in (1, 2)}
     if not folds[1] or not folds[2]:
-        raise ValueError(f"the grid search needs test wells in both folds; got {folds}")
+        from .validation import InputError
+
+        raise InputError(f"the grid search needs test wells in both folds; got {folds}")
     model.eval()
     min_sizes = tuple(min_sizes)
     grid = list(itertools.product(bandwidths, radii, min_sizes))
