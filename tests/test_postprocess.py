@@ -235,10 +235,22 @@ def test_min_size_grid_equals_separate_runs():
     grid = instances_by_min_size(labels, idx, n, ov, sizes, tuple(fg.shape))
     counts = [len(grid[m]) for m in sizes]
     assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]  # the sizes do filter here
+    from napari_probseg.postprocess import overlap_heuristic
+
+    h, w = fg.shape
     for m in sizes:
-        alone = clusters_to_instances(labels, idx, n, ov, m, tuple(fg.shape))
-        assert np.array_equal(grid[m], alone)
-        assert (alone.reshape(len(alone), -1).sum(1) >= m).all()
+        # independent of the grid's one pass: per size, only the clusters of >= m pixels go through
+        # the overlap heuristic, and those still >= m pixels afterwards are kept
+        masks = []
+        for k in range(n):
+            if (labels == k).sum() >= m:
+                flat = np.zeros(h * w, bool)
+                flat[idx[labels == k]] = True
+                masks.append(flat.reshape(h, w))
+        ref = overlap_heuristic(np.stack(masks), ov) if masks else np.zeros((0, h, w), bool)
+        ref = ref[ref.reshape(len(ref), -1).sum(1) >= m]
+        assert np.array_equal(grid[m], ref), m
+        assert np.array_equal(clusters_to_instances(labels, idx, n, ov, m, (h, w)), ref)
 
 
 def test_grid_search_picks_its_best_cell_on_two_real_wells(data_dir):
