@@ -228,3 +228,24 @@ def test_well_without_worms_is_ok(tmp_path: Path, tiny_checkpoint: Path, schedul
     assert r.rows[0]["status"] == "ok", r.rows[0]
     (row,) = summary(tmp_path / "out")
     assert row["status"] == "ok" and row["error"] == "" and row["instances"] == "0" and row["peaks"] == "0"
+
+
+def test_markers_of_the_old_format_count_for_the_same_settings(tmp_path: Path):
+    """Markers written before the rename hold 'threshold'; they still mean these settings."""
+    import json
+
+    from napari_probseg.batch import BatchSettings, WellInput
+    from napari_probseg.batch_markers import _mark, is_complete
+
+    out = tmp_path / "out"
+    out.mkdir()
+    well = WellInput("X1", ("a.tif", "b.tif"))
+    s = BatchSettings("abc", 2, 0.75, 0)
+    (out / "X1_labels.tif").write_bytes(b"12")
+    outputs = {k: ["X1_labels.tif", 2] for k in OUTPUT_KEYS}
+    _mark(out, well, {"status": "ok"}, s, outputs)
+    assert is_complete(out, well, s) and not is_complete(out, well, BatchSettings("abc", 3, 0.75, 0))
+    rec = json.loads((out / "X1.done.json").read_text())
+    rec["config"] = {"model_sha256": "abc", "draws": 2, "threshold": 0.75, "seed": 0}
+    (out / "X1.done.json").write_text(json.dumps(rec))
+    assert is_complete(out, well, s)

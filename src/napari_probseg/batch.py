@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .batch_markers import OUTPUT_KEYS, _load, _mark, _markers, is_complete, record_error, write_summary  # noqa: F401
+from .batch_markers import OUTPUT_KEYS, BatchSettings, _load, _mark, _markers, is_complete, record_error, write_summary  # noqa: F401
 
 if TYPE_CHECKING:
     import numpy as np
@@ -164,7 +164,7 @@ def _read_channels(well: WellInput) -> np.ndarray:
     return np.stack(chans)
 
 
-def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str, config: dict,
+def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str, config: BatchSettings,
                  device: str = "cpu", torch_threads: int | None = 1) -> dict:
     """Segment one well, write its outputs, then its marker; never raises (errors become a marker)."""
     import torch
@@ -185,8 +185,9 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         device = str(pick_device(device))
         lm = _cached_model(model_path, model_sha, device)
         image = _read_channels(well)
-        pred = predict(lm.model, image, lm.postprocess, config["draws"], config["binarize"], device, config["seed"])
-        meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files), **config}
+        pred = predict(lm.model, image, lm.postprocess, config.draws, config.binarize, device, config.seed)
+        meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files),
+                **config.as_dict()}
         table = measure_prediction(pred, image, channel_tags(len(image)))
         paths = write_prediction(pred, out, well.stem, meta, table=table)
         row = well_stats(pred)
@@ -250,8 +251,8 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
         raise InputError(f"several wells map to the same output name {dup[:5]}; adjust --well-regex")
     path = resolve_model(model).resolve()
     lm = load_checkpoint(path)  # a bad model fails here, before any worker starts
-    config = {"model_sha256": lm.sha256, "draws": int(draws or lm.postprocess.mc_draws),
-              "binarize": float(lm.postprocess.binarize if binarize is None else binarize), "seed": int(seed)}
+    config = BatchSettings(lm.sha256, int(draws or lm.postprocess.mc_draws),
+                           float(lm.postprocess.binarize if binarize is None else binarize), int(seed))
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     _refuse_other_inputs(out, wells)
@@ -284,7 +285,7 @@ def _refuse_other_inputs(out: Path, wells: list[WellInput]) -> None:
                          f"(e.g. {clash[0][1]}); use another --out for this input, or remove those results")
 
 
-def _run_on_dask(wells: list[WellInput], out: Path, model_path: str, config: dict, device: str,
+def _run_on_dask(wells: list[WellInput], out: Path, model_path: str, config: BatchSettings, device: str,
                  workers: int, scheduler: str | None, progress: bool) -> None:
     from distributed import Client, LocalCluster, as_completed
     from tqdm import tqdm
@@ -297,7 +298,7 @@ def _run_on_dask(wells: list[WellInput], out: Path, model_path: str, config: dic
         client = Client(cluster)
     futures: dict = {}
     try:
-        futures = {client.submit(process_well, w, str(out), model_path, config["model_sha256"], config, device,
+        futures = {client.submit(process_well, w, str(out), model_path, config.model_sha256, config, device,
                                  pure=False): w for w in wells}
         errors = 0
         with tqdm(total=len(futures), desc="batch", unit="well", disable=not progress) as bar:

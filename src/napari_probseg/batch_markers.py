@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,22 @@ from .atomic import atomic_write, write_json
 if TYPE_CHECKING:
     from .batch import WellInput
 
+@dataclass(frozen=True)
+class BatchSettings:
+    """What makes two runs' results of a well interchangeable; stored in every marker.
+
+    A finished well is skipped only when its marker holds these exact settings.
+    """
+
+    model_sha256: str
+    draws: int
+    binarize: float
+    seed: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
 OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks", "review", "worms")
 FIELDS = ["well", "status", "review_rank", "review_score", "review_items", "instances", "count", "count_low",
           "count_high", "count_level", "median_area_px", "median_length_px", "median_straightness", "border_worms",
@@ -22,20 +39,20 @@ FIELDS = ["well", "status", "review_rank", "review_score", "review_items", "inst
           "error", "inputs"]
 
 
-def _mark(out: Path, well: WellInput, row: dict, config: dict, outputs: dict) -> dict:
+def _mark(out: Path, well: WellInput, row: dict, config: BatchSettings, outputs: dict) -> dict:
     row = {"well": well.name, "inputs": ";".join(f or "" for f in well.files), **row}
-    write_json(out / f"{well.stem}.done.json", {"row": row, "config": config, "outputs": outputs})
+    write_json(out / f"{well.stem}.done.json", {"row": row, "config": config.as_dict(), "outputs": outputs})
     (out / f"{well.stem}.error.json").unlink(missing_ok=True)
     return row
 
 
-def record_error(out: Path, well: WellInput, message: str, config: dict, seconds: float = 0.0) -> dict:
+def record_error(out: Path, well: WellInput, message: str, config: BatchSettings, seconds: float = 0.0) -> dict:
     """Write ``<stem>.error.json`` (retried next run) and drop any stale done marker."""
     out.mkdir(parents=True, exist_ok=True)
     row = {"well": well.name, "status": "error", "error": message, "seconds": round(seconds, 2),
            "inputs": ";".join(f or "" for f in well.files)}
     (out / f"{well.stem}.done.json").unlink(missing_ok=True)
-    write_json(out / f"{well.stem}.error.json", {"row": row, "config": config})
+    write_json(out / f"{well.stem}.error.json", {"row": row, "config": config.as_dict()})
     return row
 
 
@@ -58,10 +75,10 @@ def _outputs_ok(out: Path, rec: dict) -> bool:
         (out / name).is_file() and (out / name).stat().st_size == size for name, size in outs.values())
 
 
-def is_complete(out: Path, well: WellInput, config: dict) -> bool:
+def is_complete(out: Path, well: WellInput, config: BatchSettings) -> bool:
     """Done for this model and settings, with every output present at its recorded size."""
     rec = _load(Path(out) / f"{well.stem}.done.json")
-    return rec is not None and rec.get("config") == config and _outputs_ok(Path(out), rec)
+    return rec is not None and rec.get("config") == config.as_dict() and _outputs_ok(Path(out), rec)
 
 
 def _markers(out: Path) -> set[str]:
@@ -69,7 +86,7 @@ def _markers(out: Path) -> set[str]:
     return {p.name.rsplit(".", 2)[0] for pat in ("*.done.json", "*.error.json") for p in out.glob(pat)}
 
 
-def write_summary(out: str | Path, config: dict | None = None) -> list[dict]:
+def write_summary(out: str | Path, config: BatchSettings | None = None) -> list[dict]:
     """Rebuild ``summary.csv`` from the markers in ``out``: one row per well, worst first.
 
     With ``config``, only wells run with these settings (model, draws, binarize, seed)
@@ -86,7 +103,8 @@ def write_summary(out: str | Path, config: dict | None = None) -> list[dict]:
         rec = _load(p)
         if rec is not None and _outputs_ok(out, rec):
             recs[p.name[: -len(".done.json")]] = rec
-    rows = [r["row"] for r in recs.values() if r is not None and (config is None or r.get("config") == config)]
+    want = None if config is None else config.as_dict()
+    rows = [r["row"] for r in recs.values() if r is not None and (want is None or r.get("config") == want)]
     ok = sorted((r for r in rows if r.get("status") == "ok"),
                 key=lambda r: (-r["review_score"], -r.get("review_items", 0), -r["entropy_mean_fg"], r["well"]))
     for i, r in enumerate(ok, 1):
