@@ -56,7 +56,7 @@ def main() -> None:
     for t_draws in (1, 8):
         sec, outs = timed(lambda: list(forward_draws(lm.model, x, t_draws, dev)), args.repeats)
         rows.append((f"forward passes, T={t_draws}", sec))
-        sec, stacks = timed(lambda: [embeddings_to_instances(e, l, post.bandwidth, post.threshold, post.min_size)
+        sec, stacks = timed(lambda: [embeddings_to_instances(e, l, post.bandwidth, post.cluster_radius, post.min_size)
                                      for e, l in outs], args.repeats)
         rows.append((f"clustering + overlap heuristic, T={t_draws}", sec))
         sec, probs = timed(lambda: agglomerate(stacks), args.repeats)

@@ -59,7 +59,7 @@ def main() -> None:
     e = np.concatenate(errors)
     shipped = aggregate(by_cut[0.75])
     print(f"{len(files)} wells; precision per IoU threshold (binarised at 0.75):")
-    print("  " + "  ".join(f"{t:.2f}:{p:.3f}" for t, p in zip(shipped["thresholds"], shipped["precision"])))
+    print("  " + "  ".join(f"{t:.2f}:{p:.3f}" for t, p in zip(shipped["iou_thresholds"], shipped["precision"])))
     wrong = e[:, 0].sum() + e[:, 1].sum()
     print(f"{len(e)} matched worms: {e[:, 0].mean():.0f} true pixels missed and {e[:, 1].mean():.0f} added per worm; "
           f"{(e[:, 2].sum() + e[:, 3].sum()) / max(wrong, 1):.0%} of these lie on the one-pixel ring at the true border")

@@ -1,6 +1,6 @@
 """Ship a trained run as a bundled model: export, tune post-processing, write the model card.
 
-Tuning chooses the mean-shift bandwidth, the clustering threshold and the minimum
+Tuning chooses the mean-shift bandwidth, the cluster radius and the minimum
 instance size (``napari_probseg.tuning``).
 
     python scripts/release_model.py concrete [--from RUN.safetensors]   # export + 2-fold CV tuning
@@ -10,7 +10,7 @@ instance size (``napari_probseg.tuning``).
         [--history docs/training-bbbc010-concrete.md]
 
 The exported file has no optimiser/RNG state (~11 MB); the tuned mean-shift bandwidth and
-clustering threshold are written into its header with the cross-validation table.
+cluster radius are written into its header with the cross-validation table.
 """
 from __future__ import annotations
 
@@ -33,12 +33,12 @@ def release(variant: str, source: Path | None = None, retune: bool = False) -> P
         export_weights(source or Path(f"runs/bbbc010-{variant}/last.safetensors"), dest)
     lm = load_checkpoint(dest)
     res = grid_search(lm.model, default_data_dir(), progress=lambda s: print(s, flush=True))
-    post = PostprocessConfig(**{**asdict(lm.postprocess), "bandwidth": res.bandwidth, "threshold": res.threshold,
+    post = PostprocessConfig(**{**asdict(lm.postprocess), "bandwidth": res.bandwidth, "cluster_radius": res.cluster_radius,
                                 "min_size": res.min_size})
     note = json.dumps({"method": "grid search (objective: mean of avAP and DSB avAP), 2-fold CV on test folds, "
                                "mean network", "cv": res.cv, "table": res.table})
     update_postprocess(dest, post, note)
-    print("chosen", res.bandwidth, res.threshold, res.min_size, "cv", res.cv)
+    print("chosen", res.bandwidth, res.cluster_radius, res.min_size, "cv", res.cv)
     return dest
 
 
@@ -75,8 +75,8 @@ def card(variant: str, metrics_path: Path, history: Path | None = None) -> Path:
         "- Reproduce: the training commands are in the history below (`scripts/train_bbbc010.py`, which resumes "
         "an interrupted run); then this script (`--from` the run's checkpoint) and `probseg evaluate` as in its "
         "docstring.",
-        f"- Post-processing: mean-shift bandwidth {lm.postprocess.bandwidth}, clustering threshold "
-        f"{lm.postprocess.threshold}, min size {lm.postprocess.min_size} px, {lm.postprocess.mc_draws} MC draws, "
+        f"- Post-processing: mean-shift bandwidth {lm.postprocess.bandwidth}, cluster radius "
+        f"{lm.postprocess.cluster_radius}, min size {lm.postprocess.min_size} px, {lm.postprocess.mc_draws} MC draws, "
         f"binarised at {lm.postprocess.binarize}. Chosen by {tune.get('method', 'grid search')}; per fold: "
         + "; ".join(f"fold {f}: chose {v['chosen']} -> {_fold_text(v['scored_on_other_fold'])} on the other fold"
                     for f, v in tune.get("cv", {}).items()) + ".", "",
@@ -92,7 +92,7 @@ def card(variant: str, metrics_path: Path, history: Path | None = None) -> Path:
         "Proofreading simulation (k highest uncertainty peak patches corrected):", "",
         "| k | avAP | AP50 | AP75 | Recall@0.8 | DSB avAP |", "|---|---|---|---|---|---|",
         *[f"| {r['k']} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |" for r in m["simulation"]], "",
-        f"PAvPU at entropy thresholds {m['pavpu']['thresholds'][:4]}...: "
+        f"PAvPU at entropy cuts {m['pavpu']['entropy_cuts'][:4]}...: "
         f"{[round(x, 3) for x in m['pavpu']['pavpu'][:4]]}...; full curves in the evaluation report.",
         f"COCO ranked AP (different metric): {m['coco']['coco_avAP']:.3f}.",
         f"Speed: {m['seconds_per_image']:.1f} s per well ({m['mc_draws']} draws) on {m['device']}.", "",

@@ -9,4 +9,5 @@ if ! command -v Xvfb >/dev/null 2>&1; then
     libxkbcommon-x11-0 libgl1 libegl1 libfontconfig1 libdbus-1-3 >/dev/null
 fi
 bash scripts/setup.sh
+.venv/bin/ruff check src tests scripts bench
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

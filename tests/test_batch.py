@@ -1,6 +1,7 @@
 """``probseg batch``: discovery, restart without loss or duplicates, bad wells, CLI errors.
 
-Wells are 64x80 crops of BBBC010 test wells and the model is the tiny U-Net, so the
+Wells are 64x80 crops of the bundled sample wells (BBBC010 only for the tests on bad
+wells and discovery) and the model is the tiny U-Net, so the
 whole file runs in well under two minutes on two busy cores.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from napari_probseg.batch import OUTPUT_KEYS, discover_wells, run_batch
 from napari_probseg.cli import main
 from napari_probseg.data import channel_files
 
-WELLS = ("C03", "C04", "C05")
+WELLS = ("C04", "C10", "D21")  # the bundled sample wells: the restart tests need no BBBC010
 DRAWS = 2
 
 
@@ -37,10 +38,17 @@ def crop_well(data_dir: Path, well: str, dest: Path, channels=("w1", "w2")) -> l
 
 
 @pytest.fixture
-def wells_dir(tmp_path: Path, data_dir: Path) -> Path:
+def wells_dir(tmp_path: Path) -> Path:
+    """64x80 crops of the bundled sample wells, one TIFF per channel as BBBC010 names them."""
+    from napari_probseg.sample_data import load_sample
+
+    dest = tmp_path / "in"
+    dest.mkdir()
     for w in WELLS:
-        crop_well(data_dir, w, tmp_path / "in")
-    return tmp_path / "in"
+        img = load_sample(w)
+        for c, tag in enumerate(("w1", "w2")):
+            tifffile.imwrite(dest / f"sample_{w}_{tag}_crop.tif", img[c, 200:264, 250:330])
+    return dest
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +118,14 @@ def test_restart_loses_and_duplicates_nothing(wells_dir: Path, tiny_checkpoint: 
     assert (r.processed, r.skipped, r.pending) == (1, 0, 2) and len(r.rows) == 1
     r = run_batch(wells_dir, out, tiny_checkpoint, draws=DRAWS, scheduler=scheduler, max_wells=1, progress=False)
     assert (r.processed, r.skipped, r.pending) == (1, 1, 1)
-    first = (out / "C03.done.json").stat().st_mtime_ns
-    # a crash while C04 was rewritten: a truncated output and a stray temp file must not count as done
-    npz = out / "C04_probabilities.npz"
+    first = (out / "C04.done.json").stat().st_mtime_ns
+    # a crash while C10 was rewritten: a truncated output and a stray temp file must not count as done
+    npz = out / "C10_probabilities.npz"
     npz.write_bytes(npz.read_bytes()[:100])
-    (out / ".C04_labels.tif.partial").write_bytes(b"half")
+    (out / ".C10_labels.tif.partial").write_bytes(b"half")
     r = run_batch(wells_dir, out, tiny_checkpoint, draws=DRAWS, scheduler=scheduler, progress=False)
     assert (r.processed, r.skipped, r.pending) == (2, 1, 0)
-    assert (out / "C03.done.json").stat().st_mtime_ns == first  # complete wells are not redone
+    assert (out / "C04.done.json").stat().st_mtime_ns == first  # complete wells are not redone
     assert_complete(out, WELLS)  # the stray temp file was overwritten and renamed
     # other settings (more draws) make the old outputs stale: everything is redone
     r = run_batch(wells_dir, out, tiny_checkpoint, draws=DRAWS + 1, scheduler=scheduler, max_wells=0, progress=False)
@@ -207,13 +215,37 @@ def test_summary_lists_only_wells_of_the_current_settings(wells_dir: Path, tmp_p
     assert [row["well"] for row in summary(out)] == [r.rows[0]["well"]]
 
 
-def test_well_without_worms_is_ok(tmp_path: Path, data_dir: Path, tiny_checkpoint: Path, scheduler: str):
+def test_well_without_worms_is_ok(tmp_path: Path, tiny_checkpoint: Path, scheduler: str):
     """Issue 12.1: a field outside the well (background only) is a valid, empty result."""
+    from napari_probseg.sample_data import load_sample
+
     inp = tmp_path / "in"
     inp.mkdir()
-    for f in channel_files(data_dir, "C10").values():
-        tifffile.imwrite(inp / f.name, tifffile.imread(f)[:64, :64])
+    img = load_sample("C10")  # bundled: the corner of C10 is outside the well
+    for c, tag in enumerate(("w1", "w2")):
+        tifffile.imwrite(inp / f"sample_C10_{tag}_corner.tif", img[c, :64, :64])
     r = run_batch(inp, tmp_path / "out", "bbbc010-concrete", draws=DRAWS, scheduler=scheduler, progress=False)
     assert r.rows[0]["status"] == "ok", r.rows[0]
     (row,) = summary(tmp_path / "out")
     assert row["status"] == "ok" and row["error"] == "" and row["instances"] == "0" and row["peaks"] == "0"
+
+
+def test_markers_of_the_old_format_count_for_the_same_settings(tmp_path: Path):
+    """Markers written before the rename hold 'threshold'; they still mean these settings."""
+    import json
+
+    from napari_probseg.batch import BatchSettings, WellInput
+    from napari_probseg.batch_markers import _mark, is_complete
+
+    out = tmp_path / "out"
+    out.mkdir()
+    well = WellInput("X1", ("a.tif", "b.tif"))
+    s = BatchSettings("abc", 2, 0.75, 0)
+    (out / "X1_labels.tif").write_bytes(b"12")
+    outputs = {k: ["X1_labels.tif", 2] for k in OUTPUT_KEYS}
+    _mark(out, well, {"status": "ok"}, s, outputs)
+    assert is_complete(out, well, s) and not is_complete(out, well, BatchSettings("abc", 3, 0.75, 0))
+    rec = json.loads((out / "X1.done.json").read_text())
+    rec["config"] = {"model_sha256": "abc", "draws": 2, "threshold": 0.75, "seed": 0}
+    (out / "X1.done.json").write_text(json.dumps(rec))
+    assert is_complete(out, well, s)

@@ -59,12 +59,31 @@ def test_evaluate_end_to_end_on_two_wells(tmp_path, tiny_checkpoint, data_dir):
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["wells"] == ["C03", "C04"] and "D24" in m["skipped_wells"]
-    for key in ("avAP", "AP50", "AP75", "recall80", "avAP_dsb", "pavpu", "simulation", "binarize_threshold",
+    for key in ("avAP", "AP50", "AP75", "recall80", "avAP_dsb", "pavpu", "simulation", "binarize",
                 "mc_draws", "seconds_per_image"):
         assert key in m
     assert [r["k"] for r in m["simulation"]] == [0, 5, 10, 15, 20] and m["mc_draws"] == 2
     with np.load(out / "predictions" / "C03.npz") as z:
         assert z["probabilities"].dtype == np.float16 and z["instances"].dtype == bool
+    # the headline figures, recomputed from the saved instances by brute force (PatchPerPix protocol:
+    # per well and IoU cut, TP of a one-to-one max-IoU matching / number of predictions; mean over both)
+    from scipy.optimize import linear_sum_assignment
+
+    from napari_probseg.data import load_masks
+
+    cuts = np.round(np.arange(0.5, 0.96, 0.05), 2)
+    prec = []
+    for w in ("C03", "C04"):
+        with np.load(out / "predictions" / f"{w}.npz") as z:
+            pred = z["instances"]
+        gt = load_masks(data_dir, w)
+        iou = np.array([[(p & g).sum() / (p | g).sum() for g in gt] for p in pred]).reshape(len(pred), len(gt))
+        rows, cols = linear_sum_assignment(-iou) if iou.size else ([], [])
+        matched = iou[rows, cols]
+        prec.append([(matched >= t).sum() / max(len(pred), 1) for t in cuts])
+    prec = np.mean(prec, axis=0)
+    assert m["avAP"] == pytest.approx(prec.mean()) and m["AP50"] == pytest.approx(prec[0])
+    assert m["AP75"] == pytest.approx(prec[5])
     report = (out / "report.md").read_text()
     assert "PatchPerPix" in report and "C03, C04" in report and (out / "uncertainty_curves.png").exists()
     # the review list of every well, scored against the ground truth, beside Table 2

@@ -79,6 +79,100 @@ def test_predict_runs_reports_progress_and_cancels():
         predict(m, img, draws=4, progress=lambda d, t: None, should_stop=lambda: True)
 
 
+def test_cancel_stops_before_the_next_draw_is_clustered():
+    """Cancel after the first draw: no further clustering (the old code ran a batch of 4)."""
+    img = np.random.default_rng(0).integers(0, 1000, (2, 40, 56)).astype(np.uint16)
+    clustered = []
+    with pytest.raises(Cancelled):
+        predict(tiny_model(), img, PostprocessConfig(min_size=1), draws=8,
+                progress=lambda d, t: clustered.append(d), should_stop=lambda: len(clustered) >= 1)
+    assert clustered == [1]
+
+
 def test_predict_rejects_wrong_channel_count():
     with pytest.raises(InputError, match="expects 1 channel"):
         predict(tiny_model(in_channels=1), np.random.rand(2, 32, 32))
+
+
+def _img(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 1000, (2, 40, 56)).astype(np.uint16)
+
+
+def test_same_seed_same_result_whatever_the_global_rng():
+    """The dropout masks come from the call's own generator: the global RNG does not matter."""
+    import torch
+
+    m = tiny_model()
+    post = PostprocessConfig(min_size=1)
+    torch.manual_seed(1)
+    a = predict(m, _img(), post, draws=3, seed=5)
+    torch.manual_seed(12345)
+    torch.rand(100)
+    b = predict(m, _img(), post, draws=3, seed=5)
+    for da, db in zip(a.draws, b.draws):
+        np.testing.assert_array_equal(da, db)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    # and the seed matters: other masks, other raw outputs
+    from napari_probseg.inference import forward_draws, prepare_input
+
+    x = prepare_input(_img(), m)
+    e5 = next(forward_draws(m, x, 2, seed=5))[0]
+    e6 = next(forward_draws(m, x, 2, seed=6))[0]
+    assert not torch.equal(e5, e6)
+
+
+def test_predict_leaves_global_rng_and_model_state_alone():
+    import torch
+
+    m = tiny_model()
+    m.train()
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    pred = predict(m, _img(), PostprocessConfig(min_size=1), draws=2, seed=0)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert m.training and not any(l.drop.mc or l.drop.generator for _, l in m.dropout_layers())
+    assert all(p.is_contiguous() for p in m.parameters())  # not left in channels_last
+    assert pred.device == "cpu" and isinstance(pred.bf16, bool)
+
+
+def test_channels_last_model_stays_channels_last():
+    import torch
+
+    m = tiny_model().to(memory_format=torch.channels_last)
+    predict(m, _img(), PostprocessConfig(min_size=1), draws=2)
+    assert not all(p.is_contiguous() for p in m.parameters())
+
+
+def test_written_meta_records_precision_and_device(tmp_path):
+    from napari_probseg.inference import uses_bf16
+    from napari_probseg.outputs import write_prediction
+
+    pred = predict(tiny_model(), _img(), PostprocessConfig(min_size=1), draws=2)
+    assert pred.bf16 == uses_bf16("cpu")
+    paths = write_prediction(pred, tmp_path, "W")
+    with np.load(paths["probabilities"], allow_pickle=False) as z:
+        meta = str(z["meta"])
+    assert ("bfloat16" if pred.bf16 else "float32") in meta and "'cpu'" in meta.replace('"', "'")
+
+
+def test_deprecated_threshold_keyword_still_binarises():
+    m, post = tiny_model(), PostprocessConfig(min_size=1)
+    new = predict(m, _img(), post, draws=2, binarize=0.5)
+    with pytest.warns(DeprecationWarning, match="binarize"):
+        old = predict(m, _img(), post, draws=2, threshold=0.5)
+    assert old.binarize == new.binarize == 0.5 and old.threshold == 0.5
+    np.testing.assert_array_equal(old.instances, new.instances)
+
+
+def test_prediction_meta_is_json_and_old_literal_meta_still_reads(tmp_path):
+    import json
+
+    from napari_probseg.outputs import read_meta, write_prediction
+
+    pred = predict(tiny_model(), _img(), PostprocessConfig(min_size=1), draws=2)
+    paths = write_prediction(pred, tmp_path, "W", {"seed": np.int64(3), "binarize": 0.75})
+    with np.load(paths["probabilities"], allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+    assert meta["seed"] == 3 and meta["draw_counts"] == pred.draw_counts and meta["device"] == "cpu"
+    assert read_meta(str({"draw_counts": [1, 2], "threshold": 0.75})) == {"draw_counts": [1, 2], "threshold": 0.75}
+    assert read_meta("not a dict") == {"raw": "not a dict"}

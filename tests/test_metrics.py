@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_probseg.metrics import THRESHOLDS, aggregate, coco_ap, image_scores, iou_matrix, match_counts
+from napari_probseg.metrics import IOU_THRESHOLDS, aggregate, coco_ap, image_scores, iou_matrix, match_counts
 
 H, W = 40, 60
 
@@ -22,8 +22,8 @@ def worms():
 
 
 def test_thresholds():
-    assert len(THRESHOLDS) == 10 and THRESHOLDS[0] == 0.5 and THRESHOLDS[-1] == 0.95
-    assert THRESHOLDS[2] == 0.6  # exact, so an IoU of 0.6 passes the 0.6 threshold
+    assert len(IOU_THRESHOLDS) == 10 and IOU_THRESHOLDS[0] == 0.5 and IOU_THRESHOLDS[-1] == 0.95
+    assert IOU_THRESHOLDS[2] == 0.6  # exact, so an IoU of 0.6 passes the 0.6 threshold
 
 
 def test_iou_matrix_matches_bruteforce():

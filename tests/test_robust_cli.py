@@ -54,10 +54,11 @@ OPTION_CASES = [
     ("predict", ["--draws", "0"], "--draws"),
     ("predict", ["--draws", "100000"], "<= 256"),
     ("predict", ["--draws", "2.5"], "integer"),
-    ("predict", ["--threshold", "nan"], "--threshold"),
-    ("predict", ["--threshold", "1.5"], "<= 1"),
-    ("predict", ["--threshold", "0"], "> 0"),
-    ("predict", ["--threshold", "inf"], "--threshold"),
+    ("predict", ["--binarize", "nan"], "--binarize"),
+    ("predict", ["--binarize", "1.5"], "<= 1"),
+    ("predict", ["--binarize", "0"], "> 0"),
+    ("predict", ["--binarize", "inf"], "--binarize"),
+    ("predict", ["--threshold", "inf"], "--threshold"),  # the deprecated alias names itself
     ("predict", ["--min-size", "0"], "--min-size"),
     ("predict", ["--seed", "-1"], "--seed"),
     ("train", ["--steps", "0"], "--steps"),
@@ -68,11 +69,11 @@ OPTION_CASES = [
     ("train", ["--lr", "0"], "--lr"),
     ("train", ["--lr", "nan"], "--lr"),
     ("evaluate", ["--draws", "0"], "--draws"),
-    ("evaluate", ["--threshold", "-0.1"], "--threshold"),
+    ("evaluate", ["--binarize", "-0.1"], "--binarize"),
     ("batch", ["--workers", "0"], "--workers"),
     ("batch", ["--max-wells", "-1"], "--max-wells"),
     ("batch", ["--draws", "0"], "--draws"),
-    ("batch", ["--threshold", "nan"], "--threshold"),
+    ("batch", ["--binarize", "nan"], "--binarize"),
 ]
 
 
@@ -86,7 +87,7 @@ def test_option_out_of_range_is_refused(tmp_path: Path, capsys, command: str, ex
     assert not out.exists()
 
 
-NUMERIC = {"--draws": "draws", "--threshold": "threshold", "--min-size": "min_size", "--seed": "seed"}
+NUMERIC = {"--draws": "draws", "--binarize": "binarize", "--min-size": "min_size", "--seed": "seed"}
 
 
 @settings(max_examples=150, deadline=None)
@@ -269,10 +270,54 @@ def test_library_refuses_bad_options_too(tiny_checkpoint: Path):
 
     lm = load_model(tiny_checkpoint)
     img = load_sample("C10")[:, :64, :64]
-    for kw in ({"draws": 0}, {"threshold": float("nan")}, {"threshold": 2.0}):
+    for kw in ({"draws": 0}, {"binarize": float("nan")}, {"binarize": 2.0}):
         with pytest.raises(OptionError):
             predict(lm.model, img, lm.postprocess, **kw)
     for kw in ({"steps": 0}, {"batch": 0}, {"crop": 0}, {"checkpoint_every": 0}, {"lr": -1.0}):
         with pytest.raises(OptionError):
             TrainConfig(**kw)
     assert torch.isfinite(next(lm.model.parameters())).all()
+
+
+def test_deprecated_threshold_flag_says_so_in_one_line(capsys):
+    from napari_probseg.cli import build_parser
+
+    args = build_parser().parse_args(["predict", "x.tif", "--out", "o", "--threshold", "0.6"])
+    err = capsys.readouterr().err
+    assert args.binarize == 0.6 and err.count("\n") == 1 and "--binarize" in err
+    assert "--threshold" not in build_parser()._subparsers._group_actions[0].choices["predict"].format_help()
+
+
+def test_only_domain_errors_are_reported_as_bad_input(capsys):
+    """Bad input -> exit 2 with one line; any other exception (ValueError too) is a bug -> exit 1."""
+    from napari_probseg.checkpoint import CheckpointError
+    from napari_probseg.cli import _report
+    from napari_probseg.validation import InputError, OptionError
+
+    for exc in (InputError("bad image"), OptionError("bad option"), CheckpointError("bad model"),
+                FileNotFoundError(2, "No such file", "x.tif")):
+        assert _report(exc, False) == 2
+        assert capsys.readouterr().err.startswith("probseg: error:")
+    for exc in (ValueError("shapes do not match"), KeyError("k"), IndexError("i")):
+        assert _report(exc, False) == 1
+        assert "internal error" in capsys.readouterr().err
+
+
+def test_default_data_dir_from_env_or_found_above_the_working_directory(tmp_path, monkeypatch):
+    from napari_probseg.data import default_data_dir
+
+    monkeypatch.setenv("PROBSEG_DATA", str(tmp_path / "mine"))
+    assert default_data_dir() == tmp_path / "mine"
+    monkeypatch.delenv("PROBSEG_DATA")
+    (tmp_path / "shared" / "data" / "bbbc010").mkdir(parents=True)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    assert default_data_dir() == tmp_path / "shared" / "data" / "bbbc010"
+
+
+def test_unknown_postprocess_key_is_refused_with_its_name():
+    from napari_probseg.checkpoint import CheckpointError, PostprocessConfig
+
+    with pytest.raises(CheckpointError, match="bandwith"):
+        PostprocessConfig.from_dict({"bandwith": 2.0})
+    assert PostprocessConfig.from_dict({"threshold": 3.0}).cluster_radius == 3.0

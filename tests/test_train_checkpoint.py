@@ -127,3 +127,83 @@ def test_config_weight_mismatch_named(tmp_path):
     save_file(load_file(str(p)), str(tmp_path / "nohdr.safetensors"))
     with pytest.raises(CheckpointError, match="no napari-probseg header"):
         load_checkpoint(tmp_path / "nohdr.safetensors")
+
+
+def test_old_header_key_threshold_is_read_as_cluster_radius(tmp_path):
+    """Files written before the rename stored the cluster radius as postprocess.threshold."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from napari_probseg.checkpoint import PostprocessConfig, load_checkpoint, read_checkpoint, save_checkpoint
+    from tests.conftest import tiny_model
+
+    path = save_checkpoint(tmp_path / "new.safetensors", tiny_model(), PostprocessConfig(cluster_radius=3.5))
+    header, tensors = read_checkpoint(path)
+    assert header["postprocess"]["cluster_radius"] == 3.5 and "threshold" not in header["postprocess"]
+    post = header["postprocess"]
+    header["postprocess"] = {"bandwidth": post["bandwidth"], "threshold": 1.25, "min_size": 7, "binarize": 0.6,
+                             "mc_draws": 4}
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={"probseg": json.dumps(header)})
+    lm = load_checkpoint(old)
+    assert lm.postprocess == PostprocessConfig(bandwidth=post["bandwidth"], cluster_radius=1.25, min_size=7,
+                                               binarize=0.6, mc_draws=4)
+    header["postprocess"]["threshold"] = -1.0  # the old key is validated as a radius too
+    save_file(tensors, str(old), metadata={"probseg": json.dumps(header)})
+    with pytest.raises(Exception, match="postprocess.threshold"):
+        load_checkpoint(old)
+
+
+def test_learning_rate_schedule_warms_up_then_follows_the_cosine():
+    """Independent of the code: linear warm-up to lr, cosine to min_lr_ratio * lr at the last step."""
+    import math
+
+    from napari_probseg.train import learning_rate
+
+    c = TrainConfig(steps=110, warmup=10, lr=1e-3, min_lr_ratio=0.05)
+    assert [learning_rate(c, s) for s in (0, 4, 9)] == pytest.approx([1e-4, 5e-4, 1e-3])
+    assert learning_rate(c, 10) == pytest.approx(1e-3)
+    assert learning_rate(c, 60) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))  # half-way: the cosine's midpoint
+    assert learning_rate(c, 35) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi / 4))))
+    assert learning_rate(c, 110) == learning_rate(c, 500) == pytest.approx(5e-5)
+    assert learning_rate(c, 60, total=210) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi / 4))))
+
+
+def test_time_budget_does_not_change_the_callers_config(tmp_path):
+    from napari_probseg.train import budget_steps
+
+    c = cfg(tmp_path, 60)
+    c.time_budget_s = 1e-9  # at the first calibration (step 50) the budget is spent: the run ends at 51
+    header = read_checkpoint(train(c, wells=toy_wells()))[0]
+    assert header["meta"]["step"] == 51 and header["meta"]["train_config"]["steps"] == 51
+    assert c.steps == 60 and c.variant is None  # the caller's config as given
+    assert budget_steps(10.0, 0, 50, 5.0, 1000) == 100 and budget_steps(10.0, 0, 49, 5.0, 1000) == 1000
+    assert budget_steps(0.0, 0, 50, 5.0, 1000) == 1000
+
+
+def test_init_from_refuses_contradicting_architecture_options(tmp_path):
+    base = tiny_train(tmp_path / "a", 1)
+    for kw in ({"variant": "baseline"}, {"levels": 4}, {"base_filters": 8}):
+        c = cfg(tmp_path / "b", 1)
+        c.base_filters = c.levels = None
+        for k, v in kw.items():
+            setattr(c, k, v)
+        with pytest.raises(CheckpointError, match=next(iter(kw))):
+            train(c, wells=toy_wells(), init_from=base)
+    c = cfg(tmp_path / "c", 1)  # matching options (and unset ones) are fine
+    c.variant = "concrete"
+    assert train(c, wells=toy_wells(), init_from=base).exists()
+
+
+@pytest.mark.skipif(not __import__("napari_probseg.devices", fromlist=["x"]).cpu_supports_bf16(),
+                    reason="this CPU has no bf16 support")
+def test_bf16_training_path_learns_and_records_it(tmp_path):
+    c = cfg(tmp_path, 3)
+    c.fast_cpu = True
+    path = train(c, wells=toy_wells())
+    header, tensors = read_checkpoint(path)
+    assert header["meta"]["bf16"] is True
+    assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("model."))
+    rows = (tmp_path / "log.csv").read_text().strip().splitlines()[1:]
+    assert len(rows) == 3 and all(np.isfinite(float(r.split(",")[1])) for r in rows)

@@ -40,7 +40,7 @@ def test_patch_mean():
 def test_certain_accurate_prediction():
     gt = np.stack([box(0, 8, 0, 16), box(12, 20, 8, 40)])
     prob = gt.astype(float)[::-1]  # instance order does not matter
-    c = uncertainty_counts(prob, gt, thresholds=np.array([0.0, 0.1, 0.5]))
+    c = uncertainty_counts(prob, gt, entropy_cuts=np.array([0.0, 0.1, 0.5]))
     assert c["n_ac"].tolist() == [8 + 16] * 3  # 2x4 + 2x8 patches
     assert c["n_au"].sum() == c["n_ic"].sum() == c["n_iu"].sum() == 0
     cur = uncertainty_curves([c, c])
@@ -53,7 +53,7 @@ def test_inaccurate_uncertain_region():
     prob = box(0, 8, 0, 16, 1.0)
     prob[4:8, 12:16] = 0.5  # inside gt but below the 0.75 cut: wrong, entropy ln 2
     prob[0:4, 16:20] = 0.8  # outside gt but above the cut: wrong, entropy 0.500
-    c = uncertainty_counts(prob[None], gt, thresholds=np.array([0.1, 0.6, 0.7]))
+    c = uncertainty_counts(prob[None], gt, entropy_cuts=np.array([0.1, 0.6, 0.7]))
     assert c["n_ac"].tolist() == [7, 7, 7]
     assert c["n_iu"].tolist() == [2, 1, 0]  # H(0.8) = 0.50 < 0.6 < ln 2 = 0.693 < 0.7
     assert c["n_ic"].tolist() == [0, 1, 2]
@@ -67,7 +67,7 @@ def test_inaccurate_uncertain_region():
 def test_unmatched_prediction_compares_to_empty():
     gt = box(0, 8, 0, 8)[None]
     prob = np.stack([box(0, 8, 0, 8, 1.0), box(20, 24, 20, 24, 0.9)])  # second: false positive
-    c = uncertainty_counts(prob, gt, thresholds=np.array([0.1]))
+    c = uncertainty_counts(prob, gt, entropy_cuts=np.array([0.1]))
     assert c["n_ac"].tolist() == [4] and c["n_iu"].tolist() == [1] and c["n_ic"].tolist() == [0]
 
 

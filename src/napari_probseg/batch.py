@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import os
 import re
 import time
@@ -20,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import argparse
+from .batch_markers import OUTPUT_KEYS, BatchSettings, _load, _mark, _markers, is_complete, record_error, write_summary  # noqa: F401
 
+if TYPE_CHECKING:
     import numpy as np
     from distributed import Client, LocalCluster
 
@@ -31,11 +30,6 @@ if TYPE_CHECKING:
 
 DEFAULT_CHANNELS = ("_w1_", "_w2_")  # BBBC010: fluorescence, brightfield
 DEFAULT_WELL_REGEX = r"_([A-Z]\d{2})_"  # plate well name such as A01 between underscores
-OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks", "review", "worms")
-FIELDS = ["well", "status", "review_rank", "review_score", "review_items", "instances", "count", "count_low",
-          "count_high", "count_level", "median_area_px", "median_length_px", "median_straightness", "border_worms",
-          "overlapping_worms", "entropy_mean_fg", "entropy_max", "peaks", "top_peak", "seconds", "cpu_seconds",
-          "error", "inputs"]
 
 
 @dataclass(frozen=True)
@@ -170,7 +164,7 @@ def _read_channels(well: WellInput) -> np.ndarray:
     return np.stack(chans)
 
 
-def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str, config: dict,
+def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str, config: BatchSettings,
                  device: str = "cpu", torch_threads: int | None = 1) -> dict:
     """Segment one well, write its outputs, then its marker; never raises (errors become a marker)."""
     import torch
@@ -191,8 +185,9 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         device = str(pick_device(device))
         lm = _cached_model(model_path, model_sha, device)
         image = _read_channels(well)
-        pred = predict(lm.model, image, lm.postprocess, config["draws"], config["threshold"], device, config["seed"])
-        meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files), **config}
+        pred = predict(lm.model, image, lm.postprocess, config.draws, config.binarize, device, config.seed)
+        meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files),
+                **config.as_dict()}
         table = measure_prediction(pred, image, channel_tags(len(image)))
         paths = write_prediction(pred, out, well.stem, meta, table=table)
         row = well_stats(pred)
@@ -227,90 +222,9 @@ def well_stats(pred: Prediction) -> dict:
     }
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def _mark(out: Path, well: WellInput, row: dict, config: dict, outputs: dict) -> dict:
-    row = {"well": well.name, "inputs": ";".join(f or "" for f in well.files), **row}
-    _write_json(out / f"{well.stem}.done.json", {"row": row, "config": config, "outputs": outputs})
-    (out / f"{well.stem}.error.json").unlink(missing_ok=True)
-    return row
-
-
-def record_error(out: Path, well: WellInput, message: str, config: dict, seconds: float = 0.0) -> dict:
-    """Write ``<stem>.error.json`` (retried next run) and drop any stale done marker."""
-    out.mkdir(parents=True, exist_ok=True)
-    row = {"well": well.name, "status": "error", "error": message, "seconds": round(seconds, 2),
-           "inputs": ";".join(f or "" for f in well.files)}
-    (out / f"{well.stem}.done.json").unlink(missing_ok=True)
-    _write_json(out / f"{well.stem}.error.json", {"row": row, "config": config})
-    return row
-
-
-# ---------------------------------------------------------------- markers and summary
-def _load(path: Path) -> dict | None:
-    try:
-        rec = json.loads(path.read_text())
-        return rec if isinstance(rec, dict) and isinstance(rec.get("row"), dict) else None
-    except (OSError, ValueError):
-        return None  # unreadable marker: treat the well as not done
-
-
-def _outputs_ok(out: Path, rec: dict) -> bool:
-    outs = rec.get("outputs") or {}
-    return set(outs) == set(OUTPUT_KEYS) and all(
-        (out / name).is_file() and (out / name).stat().st_size == size for name, size in outs.values())
-
-
-def is_complete(out: Path, well: WellInput, config: dict) -> bool:
-    """Done for this model and settings, with every output present at its recorded size."""
-    rec = _load(Path(out) / f"{well.stem}.done.json")
-    return rec is not None and rec.get("config") == config and _outputs_ok(Path(out), rec)
-
-
-def _markers(out: Path) -> set[str]:
-    """Stems of all wells with a done or error marker in ``out``."""
-    return {p.name.rsplit(".", 2)[0] for pat in ("*.done.json", "*.error.json") for p in out.glob(pat)}
-
-
-def write_summary(out: str | Path, config: dict | None = None) -> list[dict]:
-    """Rebuild ``summary.csv`` from the markers in ``out``: one row per well, worst first.
-
-    With ``config``, only wells run with these settings (model, draws, threshold, seed)
-    are listed, so one summary never ranks wells computed differently.
-
-    ``review_rank`` 1 = the well to proofread first: wells are ranked by ``review_score``,
-    the summed score of the well's review items (its ``_review.csv``, the suspected errors;
-    ties: more items, then higher mean foreground entropy).
-    Failed wells come last, unranked.
-    """
-    out = Path(out)
-    recs = {p.name[: -len(".error.json")]: _load(p) for p in sorted(out.glob("*.error.json"))}
-    for p in sorted(out.glob("*.done.json")):
-        rec = _load(p)
-        if rec is not None and _outputs_ok(out, rec):
-            recs[p.name[: -len(".done.json")]] = rec
-    rows = [r["row"] for r in recs.values() if r is not None and (config is None or r.get("config") == config)]
-    ok = sorted((r for r in rows if r.get("status") == "ok"),
-                key=lambda r: (-r["review_score"], -r.get("review_items", 0), -r["entropy_mean_fg"], r["well"]))
-    for i, r in enumerate(ok, 1):
-        r["review_rank"] = i
-    rows = ok + sorted((r for r in rows if r.get("status") != "ok"), key=lambda r: r["well"])
-    tmp = out / ".summary.csv.partial"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out / "summary.csv")
-    return rows
-
-
 # ---------------------------------------------------------------- driver
 def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc010-concrete", *,
-              draws: int | None = None, threshold: float | None = None, seed: int = 0, device: str = "cpu",
+              draws: int | None = None, binarize: float | None = None, seed: int = 0, device: str = "cpu",
               workers: int = 1, scheduler: str | None = None, channel_patterns: tuple[str, ...] = DEFAULT_CHANNELS,
               well_regex: str = DEFAULT_WELL_REGEX, max_wells: int | None = None, progress: bool = True) -> BatchResult:
     """Segment every well of ``source`` not yet complete in ``out_dir``; rebuild the summary.
@@ -328,7 +242,7 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
     workers = check("workers", workers, "workers")
     max_wells = check_optional("max_wells", max_wells, "max_wells")
     draws = check_optional("draws", draws, "draws")
-    threshold = check_optional("threshold", threshold, "threshold")
+    binarize = check_optional("binarize", binarize, "binarize")
     seed = check("seed", seed, "seed")
     check_writable_dir(out_dir)
     wells = discover_wells(source, tuple(channel_patterns), well_regex)
@@ -337,8 +251,8 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
         raise InputError(f"several wells map to the same output name {dup[:5]}; adjust --well-regex")
     path = resolve_model(model).resolve()
     lm = load_checkpoint(path)  # a bad model fails here, before any worker starts
-    config = {"model_sha256": lm.sha256, "draws": int(draws or lm.postprocess.mc_draws),
-              "threshold": float(lm.postprocess.binarize if threshold is None else threshold), "seed": int(seed)}
+    config = BatchSettings(lm.sha256, int(draws or lm.postprocess.mc_draws),
+                           float(lm.postprocess.binarize if binarize is None else binarize), int(seed))
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     _refuse_other_inputs(out, wells)
@@ -371,7 +285,7 @@ def _refuse_other_inputs(out: Path, wells: list[WellInput]) -> None:
                          f"(e.g. {clash[0][1]}); use another --out for this input, or remove those results")
 
 
-def _run_on_dask(wells: list[WellInput], out: Path, model_path: str, config: dict, device: str,
+def _run_on_dask(wells: list[WellInput], out: Path, model_path: str, config: BatchSettings, device: str,
                  workers: int, scheduler: str | None, progress: bool) -> None:
     from distributed import Client, LocalCluster, as_completed
     from tqdm import tqdm
@@ -384,7 +298,7 @@ def _run_on_dask(wells: list[WellInput], out: Path, model_path: str, config: dic
         client = Client(cluster)
     futures: dict = {}
     try:
-        futures = {client.submit(process_well, w, str(out), model_path, config["model_sha256"], config, device,
+        futures = {client.submit(process_well, w, str(out), model_path, config.model_sha256, config, device,
                                  pure=False): w for w in wells}
         errors = 0
         with tqdm(total=len(futures), desc="batch", unit="well", disable=not progress) as bar:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .model import ModelConfig, UNet
 
 FORMAT = "napari-probseg/1"
@@ -25,17 +26,29 @@ class CheckpointError(ValueError):
     """A model file that cannot be used; the message names the file and the problem."""
 
 
+# header keys of older files and the names they have now (one name per concept, issue 13)
+LEGACY_POSTPROCESS_KEYS = {"threshold": "cluster_radius"}
+
+
 @dataclass
 class PostprocessConfig:
     bandwidth: float = 2.0  # mean-shift kernel bandwidth (embedding units)
-    threshold: float = 2.0  # cluster radius around each centre
+    cluster_radius: float = 2.0  # a pixel joins the nearest mean-shift centre within this distance
     min_size: int = 50  # instances smaller than this (pixels) are dropped
-    binarize: float = 0.75
+    binarize: float = 0.75  # probability at which a pixel belongs to an instance
     mc_draws: int = 8
 
     @classmethod
     def from_dict(cls, d: dict) -> "PostprocessConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """From a checkpoint header; older files called ``cluster_radius`` ``threshold``.
+
+        Unknown keys are refused (a typo must not silently fall back to a default).
+        """
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__) - set(LEGACY_POSTPROCESS_KEYS))
+        if unknown:
+            raise CheckpointError(f"unknown post-processing keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        new = {LEGACY_POSTPROCESS_KEYS.get(k, k): v for k, v in d.items() if k not in cls.__dataclass_fields__}
+        return cls(**{**new, **{k: v for k, v in d.items() if k in cls.__dataclass_fields__}})
 
 
 @dataclass
@@ -75,11 +88,7 @@ def save_checkpoint(
     tensors = {f"model.{k}": v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra.{k}"] = v.detach().contiguous().cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)})
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -120,8 +129,8 @@ _MODEL_SCHEMA: dict[str, tuple[type, float | None, float | None]] = {
     "init_dropout": (float, 1e-6, 0.999), "iota2": (float, 0.0, 1.0), "zeta": (float, 0.0, 1.0),
     "n_train_samples": (int, 1, 10_000_000),
 }
-_POST_SCHEMA = {"bandwidth": "bandwidth", "threshold": "cluster_threshold", "min_size": "min_size",
-                "binarize": "threshold", "mc_draws": "draws"}
+_POST_SCHEMA = {"bandwidth": "bandwidth", "cluster_radius": "cluster_radius", "threshold": "cluster_radius",
+                "min_size": "min_size", "binarize": "binarize", "mc_draws": "draws"}
 
 
 def _typed(value: Any, kind: type) -> bool:
@@ -159,6 +168,9 @@ def validate_header(header: Any, path: str | Path) -> None:
         if not _typed(value, kind) or (lo is not None and value < lo) or (hi is not None and value > hi):
             raise CheckpointError(f"model file {path}: model.{key} must be {'an integer' if kind is int else 'a number'}"
                                   f" in [{lo:g}, {hi:g}], got {value!r}")
+    unknown = sorted(set(post) - set(_POST_SCHEMA))
+    if unknown:
+        raise CheckpointError(f"model file {path}: unknown postprocess keys {unknown}")
     for key, rng in _POST_SCHEMA.items():
         if key in post and not RANGES[rng].ok(post[key]):
             raise CheckpointError(f"model file {path}: postprocess.{key} must be {RANGES[rng].text()}, "
@@ -216,6 +228,4 @@ def update_postprocess(path: str | Path, postprocess: PostprocessConfig, note: s
     header["postprocess"] = postprocess.__dict__
     if note:
         header.setdefault("meta", {})["postprocess_note"] = note
-    tmp = Path(str(path) + ".tmp")
-    save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)})
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))

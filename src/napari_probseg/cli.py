@@ -97,10 +97,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_output_files(list(output_paths(out, stem).values()))
     for image, stem in inputs:
         bar = tqdm(total=args.draws or lm.postprocess.mc_draws, desc=f"{stem}: MC draws", unit="draw")
-        pred = predict(lm.model, image, lm.postprocess, args.draws, args.threshold, device, args.seed,
+        pred = predict(lm.model, image, lm.postprocess, args.draws, args.binarize, device, args.seed,
                        progress=lambda d, t: bar.update(1))
         bar.close()
-        meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "threshold": pred.threshold, "seed": args.seed}
+        meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "binarize": pred.binarize,
+                "seed": args.seed}
         raw = image[None] if image.ndim == 2 else image
         paths = write_prediction(pred, out, stem, meta, image=raw)
         if args.png:
@@ -140,7 +141,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.refresh()
 
     with stop_on_signals() as stop:
-        path = train(cfg, resume=resume, init_from=args.init, progress=progress, should_stop=stop.is_set)
+        init = resolve_model(args.init) if args.init else None
+        path = train(cfg, resume=resume, init_from=init, progress=progress, should_stop=stop.is_set)
     bar.close()
     if stop.is_set():
         print(f"probseg: interrupted ({stop.signal_name}); checkpoint of the last finished step saved: {path}\n"
@@ -160,7 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .validation import check_writable_dir
 
     check_writable_dir(args.out)
-    run_evaluation(args.model, args.data, args.split, args.out, draws=args.draws, threshold=args.threshold,
+    run_evaluation(args.model, args.data, args.split, args.out, draws=args.draws, binarize=args.binarize,
                    device=args.device, wells=_wells(args.wells) or None, tune=args.tune, reuse=args.reuse)
     return 0
 
@@ -170,6 +172,24 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old option name that still works but says (one line, stderr) which name replaced it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        print(f"probseg: note: {option_string} is deprecated; use --{self.dest}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_binarize_option(parser: argparse.ArgumentParser) -> None:
+    """``--binarize`` and its hidden deprecated alias ``--threshold`` (predict, evaluate, batch)."""
+    from . import validation as V
+
+    parser.add_argument("--binarize", type=V.argparse_type("binarize", "--binarize"), default=None,
+                        help="probability at which a pixel belongs to an instance (default: the model's, 0.75)")
+    parser.add_argument("--threshold", dest="binarize", action=_DeprecatedAlias, help=argparse.SUPPRESS,
+                        type=V.argparse_type("binarize", "--threshold"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--model", default="bbbc010-concrete", help="bundled model name or .safetensors file")
     pr.add_argument("--draws", type=V.argparse_type("draws", "--draws"), default=None, help="Monte-Carlo draws (default: the model's, 8)")
-    pr.add_argument("--threshold", type=V.argparse_type("threshold", "--threshold"), default=None, help="probability at which an instance pixel counts (default 0.75)")
+    add_binarize_option(pr)
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     pr.add_argument("--seed", type=V.argparse_type("seed", "--seed"), default=0)
     pr.add_argument("--min-size", type=V.argparse_type("min_size", "--min-size"), default=None,
@@ -200,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", help="data folder with images/, masks/, splits/ (default ../shared/data/bbbc010)")
     tr.add_argument("--split", default="train")
     tr.add_argument("--wells", nargs="+", help="train on these wells instead of the split (space- or comma-separated)")
-    tr.add_argument("--variant", default="concrete", choices=["concrete", "baseline"])
+    tr.add_argument("--variant", default=None, choices=["concrete", "baseline"],
+                    help="architecture of a new model (default concrete); with --init or --resume the model's")
     tr.add_argument("--steps", type=V.argparse_type("steps", "--steps"), default=1000)
     tr.add_argument("--batch", type=V.argparse_type("batch", "--batch"), default=4)
     tr.add_argument("--crop", type=V.argparse_type("crop", "--crop"), default=384, help="crop side in px; 384 beat 256 clearly on BBBC010")
@@ -219,18 +240,69 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--wells", nargs="+", help="only these wells (space- or comma-separated)")
     ev.add_argument("--out", required=True)
     ev.add_argument("--draws", type=V.argparse_type("draws", "--draws"), default=None)
-    ev.add_argument("--threshold", type=V.argparse_type("threshold", "--threshold"), default=None)
+    add_binarize_option(ev)
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ev.add_argument("--tune", action="store_true", help="grid-search mean-shift bandwidth, threshold and minimum size by 2-fold CV first")
+    ev.add_argument("--tune", action="store_true", help="grid-search mean-shift bandwidth, cluster radius and minimum size by 2-fold CV first")
     ev.add_argument("--reuse", metavar="EVAL_DIR", default=None,
                     help="recompute everything from EVAL_DIR/predictions/*.npz of an earlier run with the same model "
                          "and settings instead of running the network (minutes instead of an hour on a CPU)")
     ev.set_defaults(func=cmd_evaluate)
 
-    from .batch_cli import add_parser as add_batch_parser  # light import: dask/torch load only when run
-
-    add_batch_parser(sub)
+    _add_batch_parser(sub)
     return p
+
+
+def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
+    """``probseg batch``'s options (light: dask and torch load only when it runs)."""
+    import os
+
+    from . import validation as V
+    from .batch import DEFAULT_CHANNELS, DEFAULT_WELL_REGEX  # light module: no dask or torch at import
+
+    b = sub.add_parser(
+        "batch", help="segment a folder of wells on Dask; summary.csv ranks wells for review",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Per well: the outputs of `probseg predict` and a <well>.done.json marker; then OUT/summary.csv "
+                    "(review_rank 1 = proofread first). Rerunning skips finished wells and retries failed ones.\n"
+                    "Exit status: 0 all wells ok, 1 some wells failed (see summary.csv), 2 bad arguments.")
+    b.add_argument("input", help="folder of channel TIFFs, a quoted glob ('data/*.tif'), or a CSV: well,channel1,channel2")
+    b.add_argument("--out", required=True, help="output folder")
+    b.add_argument("--model", default="bbbc010-concrete", help="bundled model name or .safetensors file")
+    b.add_argument("--channel-pattern", nargs="+", default=list(DEFAULT_CHANNELS), metavar="TEXT",
+                   help="substring naming each channel's files, in model order (default: _w1_ _w2_)")
+    b.add_argument("--well-regex", default=DEFAULT_WELL_REGEX, help="regex whose group 1 is the well name")
+    b.add_argument("--workers", type=V.argparse_type("workers", "--workers"), default=min(os.cpu_count() or 1, 8),
+                   help="local worker processes")
+    b.add_argument("--scheduler", help="address of a running Dask scheduler (instead of a local cluster)")
+    b.add_argument("--draws", type=V.argparse_type("draws", "--draws"), default=None,
+                   help="Monte-Carlo draws (default: the model's)")
+    add_binarize_option(b)
+    b.add_argument("--seed", type=V.argparse_type("seed", "--seed"), default=0)
+    b.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    b.add_argument("--max-wells", type=V.argparse_type("max_wells", "--max-wells"), default=None,
+                   help="run at most this many remaining wells")
+    b.set_defaults(func=cmd_batch)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Run ``probseg batch``; exit 1 when any well failed, so scripts notice."""
+    from .batch import run_batch
+
+    res = run_batch(args.input, args.out, args.model, draws=args.draws, binarize=args.binarize, seed=args.seed,
+                    device=args.device, workers=args.workers, scheduler=args.scheduler,
+                    channel_patterns=tuple(args.channel_pattern), well_regex=args.well_regex, max_wells=args.max_wells)
+    failed = [r for r in res.rows if r.get("status") != "ok"]
+    worst = [r["well"] for r in res.rows if r.get("status") == "ok"][:5]
+    print(f"{res.processed} wells run, {res.skipped} already done, {res.pending} left, "
+          f"{len(failed)} failed -> {res.summary}")
+    if res.other_settings:
+        print(f"note: {res.other_settings} well(s) in {args.out} hold results of other settings (model, draws, "
+              "binarize or seed); they are not in summary.csv and are rerun when not limited by --max-wells")
+    if worst:
+        print(f"review first: {', '.join(worst)}")
+    for r in failed:
+        print(f"  {r['well']}: {r['error']}")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,15 +325,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(exc: Exception, debug: bool) -> int:
-    """One line for the user: 2 for bad input or an unusable file or folder, 1 for anything else."""
+    """One line for the user: 2 for bad input or an unusable file or folder, 1 for anything else.
+
+    Only the domain errors (InputError and its OptionError, CheckpointError) and OS errors are
+    the user's to fix; any other exception, ValueError included, is a bug and says so.
+    """
     from .checkpoint import CheckpointError
-    from .data import InputError
+    from .validation import InputError
 
     if debug:
         import traceback
 
         traceback.print_exc()
-    if isinstance(exc, (InputError, CheckpointError, ValueError, FileNotFoundError)):
+    if isinstance(exc, (InputError, CheckpointError)):
         print(f"probseg: error: {exc}", file=sys.stderr)
         return 2
     if isinstance(exc, OSError):

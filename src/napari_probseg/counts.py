@@ -104,7 +104,9 @@ def point_estimate(inp: dict, estimator: str) -> float:
         return float((q * worm_multiplicity(inp["area"], inp["binarised"])).sum())
     if estimator == "draws":
         return float(np.median(inp["draw_counts"])) if len(inp["draw_counts"]) else 0.0
-    raise ValueError(f"unknown count estimator {estimator!r}; choose one of {ESTIMATORS}")
+    from .validation import OptionError
+
+    raise OptionError(f"unknown count estimator {estimator!r}; choose one of {ESTIMATORS}")
 
 
 def spread(inp: dict) -> float:

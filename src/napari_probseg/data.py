@@ -31,13 +31,23 @@ class Well:
 
 
 def default_data_dir() -> Path:
-    """``../shared/data/bbbc010`` next to the project checkout (or $PROBSEG_DATA)."""
+    """$PROBSEG_DATA, else the first ``shared/data/bbbc010`` in the working directory or a folder
+    above it, else ``../shared/data/bbbc010`` (the documented layout; it may not exist).
+
+    Why not relative to this file: in an installed wheel the package lives in site-packages,
+    where ``parents[3]`` is some unrelated folder.
+    """
     import os
 
     env = os.environ.get("PROBSEG_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "bbbc010"
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        found = folder / "shared" / "data" / "bbbc010"
+        if found.is_dir():
+            return found
+    return cwd.parent / "shared" / "data" / "bbbc010"
 
 
 def read_split(data_dir: Path, split: str) -> list[str]:
@@ -148,6 +158,11 @@ NOISE_FLOOR = 40.0  # an image whose every channel spreads less than this many n
 OUTLIER_RANK = 1e-4  # fraction of pixels (at least OUTLIER_MIN) clipped at each end before scaling
 OUTLIER_MIN = 16
 
+# augmentation, shared by random_warp_batch and wellbank.WellBank.sample (one place to change)
+SCALE_JITTER = 0.2  # crops are scaled by 1 +- SCALE_JITTER / 2
+ELASTIC_GRID = 5  # the elastic displacement field is a bicubic upsampling of a GRID x GRID field
+ELASTIC_PIXELS = 6.0  # standard deviation of those coarse displacements, in pixels
+
 
 def noise_sigma(channel: np.ndarray) -> float:
     """Pixel noise of one channel from neighbouring-pixel differences (MAD, robust to edges)."""
@@ -214,7 +229,7 @@ def random_warp_batch(
         c, h, w = well.image.shape
         angle = float(torch.rand(1, generator=gen)) * 2 * math.pi
         flip = -1.0 if float(torch.rand(1, generator=gen)) < 0.5 else 1.0
-        scale = 1.0 + 0.2 * (float(torch.rand(1, generator=gen)) - 0.5)
+        scale = 1.0 + SCALE_JITTER * (float(torch.rand(1, generator=gen)) - 0.5)
         half = crop / 2 * scale
         cy = float(torch.rand(1, generator=gen)) * max(h - 2 * half, 0) + min(half, h / 2)
         cx = float(torch.rand(1, generator=gen)) * max(w - 2 * half, 0) + min(half, w / 2)
@@ -223,7 +238,7 @@ def random_warp_batch(
         ca, sa = math.cos(angle), math.sin(angle)
         ry, rx = ca * yy - sa * xx, sa * yy + ca * xx
         if elastic:
-            coarse = torch.randn(2, 1, 5, 5, generator=gen) * 6.0  # pixel displacements
+            coarse = torch.randn(2, 1, ELASTIC_GRID, ELASTIC_GRID, generator=gen) * ELASTIC_PIXELS
             disp = F.interpolate(coarse, size=(crop, crop), mode="bicubic", align_corners=True)[:, 0]
             ry, rx = ry + disp[0], rx + disp[1]
         py, px = ry + cy, rx + cx

@@ -8,7 +8,9 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use 'cpu' or 'auto'")
+        from .validation import OptionError
+
+        raise OptionError("device 'cuda' was asked for but no CUDA GPU is available; use 'cpu' or 'auto'")
     return torch.device(name)
 
 

@@ -18,7 +18,8 @@ import numpy as np
 from .checkpoint import PostprocessConfig
 from .counts import count_inputs, evaluate_counts
 from .data import InputError, available_wells, default_data_dir, load_image, load_masks, read_split
-from .inference import PATCH, Prediction, bernoulli_entropy, nonempty, predict, uncertainty_peaks
+from .inference import PATCH, Prediction, bernoulli_entropy, predict, uncertainty_peaks
+from .masks import nonempty
 from .measurements import matched_shape_errors
 from .metrics import aggregate, coco_ap, image_scores
 from .review import write_review_csv
@@ -39,7 +40,7 @@ KEYS = ("avAP", "AP50", "AP75", "recall80", "avAP_dsb")
 
 
 def run_evaluation(model: str, data: str | None, split: str, out: str, draws: int | None = None,
-                   threshold: float | None = None, device: str = "auto", wells: list[str] | None = None,
+                   binarize: float | None = None, device: str = "auto", wells: list[str] | None = None,
                    tune: bool = False, seed: int = 0, reuse: str | None = None) -> dict:
     """Evaluate ``model`` on ``split``; with ``reuse`` (an earlier evaluation folder) the saved
     per-instance probabilities are read back instead of running the network, and every metric,
@@ -54,7 +55,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     lm = load_model(model, dev)
     post, tune_info = _tuned(lm, data_dir) if tune else (lm.postprocess, None)
     draws = draws or post.mc_draws
-    thr = post.binarize if threshold is None else threshold
+    thr = post.binarize if binarize is None else binarize
     ok, skipped = available_wells(data_dir, split)
     if wells:
         ok, skipped = select_wells(wells, ok, skipped, split)
@@ -73,7 +74,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         _save(out_dir / "predictions" / f"{well}.npz", pred, keep)
         per_image.append(image_scores(inst, gt))
         counts.append(uncertainty_counts(pred.probabilities, gt, binarize=thr))
-        # the simulation sees every instance, also those below the threshold everywhere
+        # the simulation sees every instance, also those below the binarisation cut everywhere
         preds[well], probs[well], gts[well] = pred.instances, pred.probabilities, gt
         scored[well] = inst
         peaks[well] = [(p.score, p.y, p.x) for p in pred.peaks]
@@ -90,12 +91,12 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     metrics = {
         "model": lm.path, "model_sha256": lm.sha256, "wells": ok, "skipped_wells": skipped,
         **{k: agg[k] for k in KEYS},
-        "curves": {k: agg[k] for k in ("thresholds", "precision", "recall", "dsb")},
+        "curves": {k: agg[k] for k in ("iou_thresholds", "precision", "recall", "dsb")},
         "coco": coco_ap(list(scored.values()), list(gts.values()), coco_scores),
         "pavpu": uncertainty_curves(counts),
         "simulation": simulate_proofreading(preds, probs, peaks, gts),
         "review": review_summary(listed, preds, probs, items, gts),
-        "binarize_threshold": thr, "mc_draws": draws, "postprocess": asdict(post),
+        "binarize": thr, "mc_draws": draws, "postprocess": asdict(post),
         "seconds_per_image": seconds, "device": str(dev), "tuning": tune_info,
         "dropout_rates": lm.model.dropout_rates(),
         "counts": {**evaluate_counts(count_in, truth, _folds(data_dir, split)), "shape": shape_summary(shapes)},
@@ -158,9 +159,9 @@ def _tuned(lm, data_dir: Path) -> tuple[PostprocessConfig, dict]:
     from .tuning import grid_search
 
     res = grid_search(lm.model, data_dir)
-    post = PostprocessConfig(**{**asdict(lm.postprocess), "bandwidth": res.bandwidth, "threshold": res.threshold,
-                                "min_size": res.min_size})
-    return post, {"bandwidth": res.bandwidth, "threshold": res.threshold, "min_size": res.min_size,
+    post = PostprocessConfig(**{**asdict(lm.postprocess), "bandwidth": res.bandwidth,
+                                "cluster_radius": res.cluster_radius, "min_size": res.min_size})
+    return post, {"bandwidth": res.bandwidth, "cluster_radius": res.cluster_radius, "min_size": res.min_size,
                   "cv": res.cv, "table": res.table}
 
 
@@ -171,24 +172,24 @@ def _save(path: Path, pred: Prediction, keep: np.ndarray) -> None:
                         peaks=np.array([[p.score, p.y, p.x] for p in pred.peaks], np.float32).reshape(-1, 3))
 
 
-def saved_prediction(folder: Path, well: str, threshold: float) -> Prediction:
+def saved_prediction(folder: Path, well: str, binarize: float) -> Prediction:
     """A well's Prediction rebuilt from ``predictions/<WELL>.npz`` of an earlier run (no draws kept).
 
     Probabilities are k/T for T draws, exact in float16, so entropy, peaks and review items
-    come out as the run computed them.  Saved instances binarised at another threshold are refused.
+    come out as the run computed them.  Saved instances binarised at another cut are refused.
     """
     path = folder / "predictions" / f"{well}.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run probseg evaluate --out {folder} first")
     with np.load(path) as z:
         if "all_probabilities" not in z.files:
-            raise ValueError(f"{path} predates the saved all_probabilities; evaluate again without --reuse")
+            raise InputError(f"{path} predates the saved all_probabilities; evaluate again without --reuse")
         probs, inst = z["all_probabilities"].astype(np.float32), z["instances"].astype(bool)
-    binar = probs >= threshold
+    binar = probs >= binarize
     if not np.array_equal(binar[nonempty(binar)], inst):
-        raise ValueError(f"{path} was binarised at another threshold than {threshold}")
+        raise InputError(f"{path} was binarised at another cut than {binarize}")
     ent = bernoulli_entropy(probs).max(0).astype(np.float32) if len(probs) else np.zeros(probs.shape[1:], np.float32)
-    return Prediction(probs, binar, ent, uncertainty_peaks(ent, probs), [], threshold)
+    return Prediction(probs, binar, ent, uncertainty_peaks(ent, probs), [], binarize)
 
 
 def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessConfig, draws: int, thr: float, seed: int,
@@ -202,10 +203,10 @@ def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessCo
 
     c = m["pavpu"]
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    ax.plot(c["thresholds"], c["p_accurate_given_certain"], "r-o", label="p(accurate | certain)")
-    ax.plot(c["thresholds"], c["p_uncertain_given_inaccurate"], "-o", color="grey", label="p(uncertain | inaccurate)")
-    ax.plot(c["thresholds"], c["pavpu"], "b-o", label="PAvPU")
-    ax.set_xlabel("entropy threshold")
+    ax.plot(c["entropy_cuts"], c["p_accurate_given_certain"], "r-o", label="p(accurate | certain)")
+    ax.plot(c["entropy_cuts"], c["p_uncertain_given_inaccurate"], "-o", color="grey", label="p(uncertain | inaccurate)")
+    ax.plot(c["entropy_cuts"], c["pavpu"], "b-o", label="PAvPU")
+    ax.set_xlabel("entropy cut")
     ax.set_ylim(0, 1.02)
     ax.legend()
     ax.set_title(f"Uncertainty metrics, {len(m['wells'])} {Path(data_dir).name} wells")
@@ -219,7 +220,7 @@ def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessCo
     lines = [
         "# BBBC010 evaluation", "",
         f"Model `{m['model']}` (sha256 `{m['model_sha256'][:12]}`), {m['mc_draws']} MC draws, binarised at "
-        f"{m['binarize_threshold']}, mean-shift bandwidth {post.bandwidth}, threshold {post.threshold}, minimum size {post.min_size} px.",
+        f"{m['binarize']}, mean-shift bandwidth {post.bandwidth}, cluster radius {post.cluster_radius}, minimum size {post.min_size} px.",
         f"Computed on {len(m['wells'])} wells: {', '.join(m['wells'])}.",
         f"Skipped (missing channel): {', '.join(m['skipped_wells']) or 'none'}. Published figures are on 50 wells.", "",
         "## Table 1 (BBBC010 protocol: per-well precision TP/(TP+FP) averaged over IoU 0.5:0.95 and wells)", "",
@@ -232,10 +233,10 @@ def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessCo
         *[f"| {r['k']} | " + " | ".join(f"{r[k]:.3f}" for k in KEYS) + f" | {PAPER_TABLE2[r['k']][0]:.3f} |"
           for r in m["simulation"]], "",
         *review_section(m), "",
-        "## Figure 2 (uncertainty metrics over entropy thresholds)", "", "![curves](uncertainty_curves.png)", "",
-        "| entropy threshold | p(accurate\\|certain) | p(uncertain\\|inaccurate) | PAvPU |", "|---|---|---|---|",
+        "## Figure 2 (uncertainty metrics over entropy cuts)", "", "![curves](uncertainty_curves.png)", "",
+        "| entropy cut | p(accurate\\|certain) | p(uncertain\\|inaccurate) | PAvPU |", "|---|---|---|---|",
         *[f"| {t:.3f} | {a:.3f} | {u:.3f} | {p:.3f} |" for t, a, u, p in
-          zip(c["thresholds"], c["p_accurate_given_certain"], c["p_uncertain_given_inaccurate"], c["pavpu"])], "",
+          zip(c["entropy_cuts"], c["p_accurate_given_certain"], c["p_uncertain_given_inaccurate"], c["pavpu"])], "",
         *count_report(m["counts"], out_dir),
         "## Figure 1 (examples)", "", *[f"![{w}](well_{w}.png)" for w in examples], "",
         f"Recomputed from the predictions saved in `{reuse}` (no network run, so no timing)." if reuse else

@@ -6,6 +6,8 @@ draws (``should_stop``), so a GUI never has to kill a thread.
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -15,6 +17,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .checkpoint import PostprocessConfig
 from .data import validate_image, normalize
+from .masks import grown_window, labels_from_instances, mask_iou, nonempty  # noqa: F401 (nonempty: re-exported)
 from .model import UNet
 from .devices import cpu_supports_bf16
 from .postprocess import embeddings_to_instances
@@ -38,11 +41,13 @@ class Peak:
 @dataclass
 class Prediction:
     probabilities: np.ndarray  # [N,H,W] float32, per-instance probability
-    instances: np.ndarray  # [N,H,W] bool, probabilities >= threshold (a slice may be empty)
+    instances: np.ndarray  # [N,H,W] bool, probabilities >= binarize (a slice may be empty)
     entropy: np.ndarray  # [H,W] float32, max over instances of the Bernoulli entropy
     peaks: list[Peak]
     draws: list[np.ndarray]  # the T post-processed draws
-    threshold: float
+    binarize: float  # probability at which a pixel belongs to an instance
+    bf16: bool = False  # whether the draws ran under bf16 autocast (uses_bf16); written to the outputs' meta
+    device: str = "cpu"  # where the draws ran
     _items: list | None = field(default=None, repr=False, compare=False)  # review items, all (cached)
 
     def review_items(self, show_all: bool = False) -> list:
@@ -51,8 +56,13 @@ class Prediction:
         from .review import ReviewConfig, review_items
 
         if self._items is None:
-            self._items = review_items(self.probabilities, self.threshold, show_all=True)
+            self._items = review_items(self.probabilities, self.binarize, show_all=True)
         return list(self._items) if show_all else [it for it in self._items if it.score >= ReviewConfig().min_score]
+
+    @property
+    def threshold(self) -> float:
+        """Deprecated name of ``binarize`` (kept until the widgets and session use the new name)."""
+        return self.binarize
 
     @property
     def draw_counts(self) -> list[int]:
@@ -70,31 +80,7 @@ class Prediction:
 
     def labels(self) -> np.ndarray:
         """A label image (0 = background); where instances overlap the later one wins."""
-        lab = np.zeros(self.entropy.shape, dtype=np.int32)
-        for i, m in enumerate(self.instances):
-            lab[m] = i + 1
-        return lab
-
-
-def nonempty(stack: np.ndarray) -> np.ndarray:
-    """Per slice of an [N,H,W] stack, whether it has any True pixel; safe for N = 0.
-
-    Why: ``stack.reshape(len(stack), -1)`` fails on an empty stack (numpy cannot infer -1
-    from size 0), and an image without worms is a valid input.
-    """
-    a = np.asarray(stack)
-    return a.reshape(a.shape[0], int(np.prod(a.shape[1:], dtype=np.int64))).any(1)
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix [len(a), len(b)] of two bool stacks."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    fa = a.reshape(len(a), a[0].size).astype(np.float32)
-    fb = b.reshape(len(b), b[0].size).astype(np.float32)
-    inter = fa @ fb.T
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return inter / np.maximum(union, 1)
+        return labels_from_instances(self.instances, self.entropy.shape)
 
 
 def agglomerate(draws: list[np.ndarray]) -> np.ndarray:
@@ -140,11 +126,10 @@ def uncertainty_peaks(
     Each peak lists the instances within or touching the patch (probability > 0 in the
     patch grown by one pixel), i.e. those a proofreader would correct there.
     """
-    h, w = entropy.shape
     peaks = []
     for score, y, x in peak_patches(entropy, k, size):
-        y0, x0, y1, x1 = max(y - 1, 0), max(x - 1, 0), min(y + size + 1, h), min(x + size + 1, w)
-        touched = [int(n) for n in np.flatnonzero((probabilities[:, y0:y1, x0:x1] > 0).any((1, 2)))]
+        win = grown_window(y, x, size, entropy.shape)
+        touched = [int(n) for n in np.flatnonzero((probabilities[:, win[0], win[1]] > 0).any((1, 2)))]
         peaks.append(Peak(score, y, x, touched))
     return peaks
 
@@ -153,6 +138,41 @@ def prepare_input(image: np.ndarray, model: UNet) -> torch.Tensor:
     """Validate and normalise a raw [C,H,W] image for the model (clear errors on bad input)."""
     a = validate_image(image, model.cfg.in_channels, min_size=model.cell)
     return torch.from_numpy(normalize(a))
+
+
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled()
+
+
+def uses_bf16(device: torch.device | str) -> bool:
+    """Whether draws on ``device`` run under bf16 autocast: always on CUDA, on CPUs with bf16
+    support (~4x faster there, see docs/benchmarks.md).  Recorded in every prediction."""
+    device = torch.device(device)
+    return device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
+
+
+@contextmanager
+def _inference_state(model: UNet, mc: bool, generator: torch.Generator):
+    """Eval mode, MC sampling from ``generator`` and channels_last for the call only.
+
+    Why: the caller's model may be shared (a fine-tune in the GUI): its training flag,
+    MC flags and memory format are restored afterwards, whatever happens.
+    """
+    was_training = model.training
+    mc_before = [(m.drop, m.drop.mc, m.drop.generator) for _, m in model.dropout_layers()]
+    was_standard = all(p.is_contiguous() for p in model.parameters())
+    model.eval()
+    model.set_mc(mc, generator)
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for drop, flag, gen in mc_before:
+            drop.mc, drop.generator = flag, gen
+        model.train(was_training)
+        if was_standard:
+            model.to(memory_format=torch.contiguous_format)
 
 
 @torch.no_grad()
@@ -165,31 +185,32 @@ def forward_draws(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    bf16: bool | None = None,
 ):
-    """Yield (embedding [D,H,W], logits [3,H,W]) for each MC draw, ``batch`` at a time."""
+    """Yield (embedding [D,H,W], logits [3,H,W]) for each MC draw, ``batch`` at a time.
+
+    The dropout masks come from a generator seeded with ``seed``, never the global RNG.
+    ``should_stop`` is checked before every draw is handed out, not once per batch: the
+    caller clusters each draw as it arrives, and Cancel must stop before the next one.
+    """
     device = torch.device(device)
-    model.eval()
-    model.set_mc(draws > 1 and bool(model.dropout_layers()))
-    torch.manual_seed(seed)
-    # channels_last + bf16 autocast: ~4x faster on CPUs with bf16 support (see docs/benchmarks.md)
-    use_bf16 = device.type == "cuda" or cpu_supports_bf16()
-    model.to(memory_format=torch.channels_last)
+    use_bf16 = uses_bf16(device) if bf16 is None else bf16
+    gen = torch.Generator(device=device).manual_seed(seed)
     xb = x[None].to(device).contiguous(memory_format=torch.channels_last)
     done = 0
-    try:
+    with _inference_state(model, draws > 1 and bool(model.dropout_layers()), gen):
         while done < draws:
-            if should_stop is not None and should_stop():
-                raise Cancelled()
+            _check_stop(should_stop)
             n = min(batch, draws - done)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 emb, logits = model(xb.expand(n, -1, -1, -1).contiguous(memory_format=torch.channels_last))
             for i in range(n):
+                if i:
+                    _check_stop(should_stop)
                 yield emb[i].float(), logits[i].float()
                 done += 1
                 if progress is not None:
                     progress(done, draws)
-    finally:
-        model.set_mc(False)
 
 
 def predict(
@@ -197,34 +218,44 @@ def predict(
     image: np.ndarray,
     post: PostprocessConfig | None = None,
     draws: int | None = None,
-    threshold: float | None = None,
+    binarize: float | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    threshold: float | None = None,
 ) -> Prediction:
     """Raw image [C,H,W] -> per-instance probabilities, binarised instances, entropy, peaks.
 
     ``progress(done, total)`` is called after each draw is clustered; ``should_stop()``
-    is checked between draws and raises ``Cancelled``.
+    is checked before each draw and raises ``Cancelled``.  The same ``seed`` gives the same
+    result whatever the global torch RNG holds, and the global RNG is left untouched.
+    ``threshold=`` is the deprecated name of ``binarize=``.
     """
     from .validation import check
 
     post = post or PostprocessConfig()
     draws = check("draws", post.mc_draws if draws is None else draws, "draws")
-    threshold = check("threshold", post.binarize if threshold is None else threshold, "threshold")
+    if threshold is not None:
+        warnings.warn("predict(threshold=...) is deprecated; use binarize=...", DeprecationWarning, stacklevel=2)
+        binarize = threshold if binarize is None else binarize
+    binarize = check("binarize", post.binarize if binarize is None else binarize, "binarize")
     check("min_size", post.min_size, "minimum size")
     check("bandwidth", post.bandwidth, "bandwidth")
-    check("cluster_threshold", post.threshold, "cluster threshold")
+    check("cluster_radius", post.cluster_radius, "cluster radius")
     x = prepare_input(image, model)
+    bf16 = uses_bf16(device)
     stacks = []
     for i, (emb, logits) in enumerate(
-        forward_draws(model, x, draws, device, seed=seed, should_stop=should_stop)
+        forward_draws(model, x, draws, device, seed=seed, should_stop=should_stop, bf16=bf16)
     ):
-        stacks.append(embeddings_to_instances(emb, logits, post.bandwidth, post.threshold, post.min_size, seed=seed + i))
+        stacks.append(embeddings_to_instances(emb, logits, post.bandwidth, post.cluster_radius, post.min_size,
+                                              seed=seed + i))
         if progress is not None:
             progress(i + 1, draws)
     probs = agglomerate(stacks)
-    inst = probs >= threshold
+    inst = probs >= binarize
     ent = bernoulli_entropy(probs).max(0).astype(np.float32) if len(probs) else np.zeros(x.shape[-2:], np.float32)
-    return Prediction(probs.astype(np.float32), inst, ent, uncertainty_peaks(ent, probs), stacks, threshold)
+    return Prediction(probs.astype(np.float32), inst, ent, uncertainty_peaks(ent, probs), stacks, binarize,
+                      bf16=bf16, device=str(torch.device(device)))

@@ -8,13 +8,15 @@ dict (column name -> list), which is what ``Labels.features`` accepts and what
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
+
+from .atomic import atomic_write
+from .masks import nonempty
 
 SMOOTH = 2.0  # pixels: smoothing of the skeleton path before its length is taken
 UNCERTAIN = (0.2, 0.8)  # a pixel is uncertain when the instance's probability lies strictly between
@@ -187,25 +189,24 @@ def _probability_columns(mask: np.ndarray, prob: np.ndarray | None, uncertain: t
 
 def measure_prediction(pred, image: np.ndarray | None = None, channel_names=()) -> dict[str, list]:
     """The table of a ``Prediction``'s binarised instances; ``label`` matches ``pred.labels()``."""
-    keep = np.flatnonzero(pred.instances.any(axis=(1, 2)))
+    keep = np.flatnonzero(nonempty(pred.instances))
     return measure_instances(pred.instances[keep], pred.probabilities[keep], image, channel_names,
                              labels=[int(k) + 1 for k in keep])
 
 
 def write_table(table: dict[str, list], path: str | Path) -> Path:
     """Write the column dict as CSV (header only when there are no rows), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
     cols = list(table)
     n = len(table[cols[0]]) if cols else 0
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for i in range(n):
-            w.writerow([table[c][i] for c in cols])
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(cols)
+            for i in range(n):
+                w.writerow([table[c][i] for c in cols])
+
+    return atomic_write(path, write)
 
 
 def channel_tags(n_channels: int) -> tuple[str, ...]:
@@ -230,9 +231,9 @@ def matched_shape_errors(pred: np.ndarray, gt: np.ndarray, min_iou: float = 0.5)
     IoU >= ``min_iou``) to a ground-truth worm, with their relative errors (pred - gt) / gt."""
     from scipy.optimize import linear_sum_assignment
 
-    from .metrics import iou_matrix
+    from .masks import mask_iou
 
-    iou = iou_matrix(pred, gt)
+    iou = mask_iou(pred, gt)
     if iou.size == 0:
         return []
     rows, cols = linear_sum_assignment(-iou)

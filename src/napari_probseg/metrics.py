@@ -17,38 +17,26 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .masks import mask_iou
+
 # Rounded so that 0.6 is the double 0.6 (np.arange alone gives 0.6000000000000001).
-THRESHOLDS = np.round(np.arange(0.5, 0.96, 0.05), 2)
+IOU_THRESHOLDS = np.round(np.arange(0.5, 0.96, 0.05), 2)
 
 
-def _flat(stack: np.ndarray) -> np.ndarray:
-    s = np.asarray(stack, dtype=bool)
-    return s.reshape(s.shape[0], int(np.prod(s.shape[1:])))
+# the metrics' name for the one mask IoU (masks.mask_iou)
+iou_matrix = mask_iou
 
 
-def iou_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """IoU of every predicted vs every ground-truth instance, ``[N,M]`` float64.
-
-    One float32 matmul counts the intersections (exact: counts < 2**24); empty pairs get 0.
-    """
-    p, g = _flat(pred), _flat(gt)
-    if p.shape[0] == 0 or g.shape[0] == 0:
-        return np.zeros((p.shape[0], g.shape[0]))
-    inter = (p.astype(np.float32) @ g.T.astype(np.float32)).astype(np.float64)
-    union = p.sum(1)[:, None] + g.sum(1)[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def match_counts(iou: np.ndarray, threshold: float) -> tuple[int, int, int]:
+def match_counts(iou: np.ndarray, iou_threshold: float) -> tuple[int, int, int]:
     """(TP, FP, FN) of a one-to-one Hungarian matching that maximises total IoU.
 
-    A matched pair is a TP only if its IoU >= threshold; the rest are FP / FN.
+    A matched pair is a TP only if its IoU >= iou_threshold; the rest are FP / FN.
     """
     n, m = iou.shape
     if n == 0 or m == 0:
         return 0, n, m
     rows, cols = linear_sum_assignment(-iou)
-    tp = int((iou[rows, cols] >= threshold).sum())
+    tp = int((iou[rows, cols] >= iou_threshold).sum())
     return tp, n - tp, m - tp
 
 
@@ -57,18 +45,18 @@ def _ratio(num: np.ndarray, den: np.ndarray, both_empty: bool) -> np.ndarray:
     return np.divide(num, den, out=np.full(num.shape, 1.0 if both_empty else 0.0), where=den > 0)
 
 
-def image_scores(pred: np.ndarray, gt: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> dict:
-    """Per-threshold precision, recall and DSB score of one image (arrays over ``thresholds``).
+def image_scores(pred: np.ndarray, gt: np.ndarray, iou_thresholds: np.ndarray = IOU_THRESHOLDS) -> dict:
+    """Per-IoU-threshold precision, recall and DSB score of one image (arrays over ``iou_thresholds``).
 
     Empty cases: no predictions and no ground truth scores 1.0; any other 0/0 scores 0.0
     (nothing predicted where worms exist, or only false positives on an empty image).
     """
-    iou = iou_matrix(pred, gt)
-    counts = np.array([match_counts(iou, t) for t in thresholds], dtype=np.float64)
+    iou = mask_iou(pred, gt)
+    counts = np.array([match_counts(iou, t) for t in iou_thresholds], dtype=np.float64)
     tp, fp, fn = counts.T
     both_empty = iou.shape == (0, 0)
     return {
-        "thresholds": np.asarray(thresholds, dtype=np.float64),
+        "iou_thresholds": np.asarray(iou_thresholds, dtype=np.float64),
         "tp": tp, "fp": fp, "fn": fn,
         "precision": _ratio(tp, tp + fp, both_empty),
         "recall": _ratio(tp, tp + fn, both_empty),
@@ -76,10 +64,10 @@ def image_scores(pred: np.ndarray, gt: np.ndarray, thresholds: np.ndarray = THRE
     }
 
 
-def _at(thresholds: np.ndarray, value: float) -> int:
-    hit = np.flatnonzero(np.isclose(thresholds, value))
+def _at(iou_thresholds: np.ndarray, value: float) -> int:
+    hit = np.flatnonzero(np.isclose(iou_thresholds, value))
     if hit.size == 0:
-        raise ValueError(f"IoU threshold {value} not among {list(thresholds)}")
+        raise ValueError(f"IoU threshold {value} not among {list(iou_thresholds)}")
     return int(hit[0])
 
 
@@ -87,7 +75,7 @@ def aggregate(scores: list[dict]) -> dict:
     """Mean over images of the per-image curves, and the published summary figures."""
     if not scores:
         raise ValueError("no image scores to aggregate")
-    th = scores[0]["thresholds"]
+    th = scores[0]["iou_thresholds"]
     curves = {k: np.mean([s[k] for s in scores], axis=0) for k in ("precision", "recall", "dsb")}
     return {
         "avAP": float(curves["precision"].mean()),
@@ -95,7 +83,7 @@ def aggregate(scores: list[dict]) -> dict:
         "AP75": float(curves["precision"][_at(th, 0.75)]),
         "recall80": float(curves["recall"][_at(th, 0.8)]),
         "avAP_dsb": float(curves["dsb"].mean()),
-        "thresholds": th.tolist(),
+        "iou_thresholds": th.tolist(),
         **{k: v.tolist() for k, v in curves.items()},
         "n_images": len(scores),
     }
@@ -174,3 +162,6 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+THRESHOLDS = IOU_THRESHOLDS  # deprecated name, kept for scripts written against it

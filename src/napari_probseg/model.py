@@ -68,6 +68,9 @@ class ConcreteDropout2d(nn.Module):
         self.temperature = temperature
         self.p_logit = nn.Parameter(torch.tensor(math.log(init_p) - math.log(1 - init_p)))
         self.mc = False
+        # MC inference draws its masks from this generator when set, so a prediction
+        # neither reads nor advances the process-wide RNG (a GUI fine-tune shares it)
+        self.generator: torch.Generator | None = None
 
     @property
     def p(self) -> torch.Tensor:
@@ -78,7 +81,8 @@ class ConcreteDropout2d(nn.Module):
             return x  # inverted dropout: the expectation is the identity
         eps = 1e-7
         p = self.p.to(x.dtype if x.dtype == torch.float32 else torch.float32)
-        u = torch.rand(x.shape[0], x.shape[1], 1, 1, device=x.device, dtype=torch.float32)
+        u = torch.rand(x.shape[0], x.shape[1], 1, 1, device=x.device, dtype=torch.float32,
+                       generator=self.generator)
         drop_logit = (
             torch.log(p + eps) - torch.log(1 - p + eps) + torch.log(u + eps) - torch.log(1 - u + eps)
         )
@@ -176,10 +180,12 @@ class UNet(nn.Module):
         """The learned dropout rate of every layer, by layer name (empty for the baseline)."""
         return {n: float(m.drop.p.detach()) for n, m in self.dropout_layers()}
 
-    def set_mc(self, enabled: bool) -> None:
-        """Keep dropout sampling at inference time (MC-dropout draws)."""
+    def set_mc(self, enabled: bool, generator: torch.Generator | None = None) -> None:
+        """Keep dropout sampling at inference time (MC-dropout draws), from ``generator``
+        if given (else the global RNG, as in training)."""
         for _, m in self.dropout_layers():
             m.drop.mc = enabled
+            m.drop.generator = generator
 
     def regularizer(self) -> torch.Tensor:
         """Eq. (4) summed over the layers (baseline: plain L2 weight decay); see ``layer_penalty``."""

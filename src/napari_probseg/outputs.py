@@ -1,21 +1,39 @@
 """Writing one image's results: label TIFF, probabilities NPZ, entropy TIFF, peaks CSV, review CSV, worm table CSV, PNG."""
 from __future__ import annotations
 
+import ast
 import csv
-import os
+import json
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write as _atomic
 from .inference import Prediction
 from .review import write_review_csv
 
 
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary name so a partial file never looks complete."""
-    tmp = path.with_name(f".{path.name}.partial")
-    write(tmp)
-    os.replace(tmp, path)
+def read_meta(text: str) -> dict:
+    """The ``meta`` entry of a ``_probabilities.npz``: JSON since issue 13, a Python literal before.
+
+    Why both: files written by earlier versions stay readable; ``ast.literal_eval`` never
+    executes code.  Unparseable text comes back as ``{"raw": text}``.
+    """
+    try:
+        d = json.loads(text)
+    except ValueError:
+        try:
+            d = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return {"raw": text}
+    return d if isinstance(d, dict) else {"raw": text}
+
+
+def prediction_meta(pred: Prediction, meta: dict | None = None) -> dict:
+    """What ``write_prediction`` records besides the caller's meta: the draw counts and the
+    precision and device the draws actually ran with."""
+    return {**(meta or {}), "draw_counts": pred.draw_counts,
+            "precision": "bfloat16" if pred.bf16 else "float32", "device": pred.device}
 
 
 def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
@@ -59,8 +77,8 @@ def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dic
                 probabilities=pred.probabilities.astype(np.float16),
                 instances=pred.instances,
                 entropy=pred.entropy.astype(np.float16),
-                threshold=np.float32(pred.threshold),
-                meta=np.array(str({**(meta or {}), "draw_counts": pred.draw_counts})),
+                threshold=np.float32(pred.binarize),  # the file's key; readers (session.py) expect it
+                meta=np.array(json.dumps(prediction_meta(pred, meta), default=_jsonable)),
             )
 
     _atomic(paths["probabilities"], write_npz)
@@ -79,6 +97,15 @@ def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dic
         table = measure_prediction(pred, image, tags)
     write_table(table, paths["worms"])
     return paths
+
+
+def _jsonable(value):
+    """numpy scalars and arrays in the caller's meta as plain JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"meta value of type {type(value).__name__} is not JSON serialisable")
 
 
 def render_overview(image: np.ndarray, pred: Prediction, path: str | Path, title: str = "", top_peaks: int = 20) -> Path:
@@ -100,7 +127,7 @@ def render_overview(image: np.ndarray, pred: Prediction, path: str | Path, title
     axes[0].imshow(rgb)
     axes[0].set_title("input (red: fluorescence, grey: brightfield)")
     axes[1].imshow(label2rgb(pred.labels(), bg_label=0))
-    axes[1].set_title(f"{pred.n_instances} instances (p >= {pred.threshold})")
+    axes[1].set_title(f"{pred.n_instances} instances (p >= {pred.binarize})")
     im = axes[2].imshow(pred.entropy, cmap="magma", vmin=0, vmax=np.log(2))
     for pk in pred.peaks[:top_peaks]:
         axes[2].add_patch(plt.Rectangle((pk.x - 6, pk.y - 6), 16, 16, fill=False, ec="cyan", lw=1))

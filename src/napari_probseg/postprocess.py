@@ -1,4 +1,4 @@
-"""Section 2.2: embeddings -> instances (mean-shift, threshold assignment, overlap heuristic).
+"""Section 2.2: embeddings -> instances (mean-shift, assignment within a radius, overlap heuristic).
 
 The mean-shift is written in torch because scikit-learn's ``MeanShift`` takes tens of
 seconds on one well's ~60k foreground embeddings; ``tests/test_postprocess.py`` checks
@@ -160,13 +160,13 @@ def mean_shift(
     return seeds[torch.from_numpy(keep).to(seeds.device)]
 
 
-def assign_clusters(points: torch.Tensor, centres: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Label of the nearest centre for each point within ``threshold`` of it, else -1."""
+def assign_clusters(points: torch.Tensor, centres: torch.Tensor, radius: float) -> torch.Tensor:
+    """Label of the nearest centre for each point within ``radius`` of it, else -1."""
     if centres.shape[0] == 0:
         return torch.full((points.shape[0],), -1, dtype=torch.long, device=points.device)
     d = torch.cdist(points.float(), centres.float())
     dmin, idx = d.min(1)
-    idx[dmin > threshold] = -1
+    idx[dmin > radius] = -1
     return idx
 
 
@@ -220,7 +220,7 @@ def embeddings_to_instances(
     embedding: torch.Tensor,
     logits: torch.Tensor,
     bandwidth: float,
-    threshold: float,
+    cluster_radius: float,
     min_size: int = 50,
     seed: int = 0,
 ) -> np.ndarray:
@@ -234,7 +234,7 @@ def embeddings_to_instances(
     fg = cls == FOREGROUND
     pts = embedding.permute(1, 2, 0)[fg]
     centres = mean_shift(pts, bandwidth, seed=seed)
-    labels = assign_clusters(pts, centres, threshold).cpu().numpy()
+    labels = assign_clusters(pts, centres, cluster_radius).cpu().numpy()
     overlap = (cls == OVERLAP).cpu().numpy()
     return clusters_to_instances(labels, np.flatnonzero(fg.cpu().numpy()), len(centres), overlap, min_size, (h, w))
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,17 +235,17 @@ def review_items(probabilities: np.ndarray, threshold: float = 0.75, cfg: Review
 
 def write_review_csv(items: list[ReviewItem], path: str | Path) -> Path:
     """``rank,y,x,kind,score,instances,...`` (instances 1-based, as the label image); header only when empty."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_FIELDS)
-        for r, it in enumerate(items, 1):
-            w.writerow([r, it.y, it.x, it.kind, f"{it.score:.2f}", " ".join(str(i + 1) for i in it.instances),
-                        it.fix, it.area, it.description])
-    os.replace(tmp, path)
-    return path
+    from .atomic import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(CSV_FIELDS)
+            for r, it in enumerate(items, 1):
+                w.writerow([r, it.y, it.x, it.kind, f"{it.score:.2f}", " ".join(str(i + 1) for i in it.instances),
+                            it.fix, it.area, it.description])
+
+    return atomic_write(path, write)
 
 
 def read_review_csv(path: str | Path) -> list[ReviewItem]:

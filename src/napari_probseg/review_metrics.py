@@ -21,8 +21,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from .metrics import aggregate, image_scores, iou_matrix
-from .uncertainty_metrics import _nonempty, correct_instances
+from .metrics import aggregate, image_scores
+from .masks import drop_empty, mask_iou
+from .uncertainty_metrics import correct_instances
 
 RADIUS = 10  # px
 TOP_KS = (1, 3, 5, 10)
@@ -43,7 +44,7 @@ class ErrorSite:
 def find_errors(pred: np.ndarray, gt: np.ndarray) -> list[ErrorSite]:
     """The errors (see the module text) of binarised, non-empty predictions [N,H,W] vs gt [M,H,W]."""
     pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
-    iou = iou_matrix(pred, gt)
+    iou = mask_iou(pred, gt)
     n, m = iou.shape
     partner_p, partner_g = np.full(n, -1), np.full(m, -1)
     if n and m:
@@ -108,7 +109,7 @@ def simulate_items(predictions: dict[str, np.ndarray], probabilities: dict[str, 
     wells = list(gts)
     order = sorted(((float(s), wi, r) for wi, w in enumerate(wells) for r, (s, _) in enumerate(items.get(w, []))),
                    key=lambda t: -t[0])
-    base = {w: image_scores(_nonempty(np.asarray(predictions[w], bool)), gts[w]) for w in wells}
+    base = {w: image_scores(drop_empty(predictions[w]), gts[w]) for w in wells}
     rows = []
     for k in ks:
         chosen: dict[str, list[int]] = {}
@@ -125,7 +126,7 @@ def simulate_items(predictions: dict[str, np.ndarray], probabilities: dict[str, 
             hit = np.zeros(len(pred), bool)
             hit[sorted(set(chosen[w]))] = True
             present = pred | (np.asarray(probabilities[w]) > prob_floor)
-            scores.append(image_scores(_nonempty(correct_instances(pred, present, np.asarray(gts[w], bool), hit)),
+            scores.append(image_scores(drop_empty(correct_instances(pred, present, np.asarray(gts[w], bool), hit)),
                                        gts[w]))
         agg = aggregate(scores)
         rows.append({"k": int(k), **{m: agg[m] for m in SUMMARY_KEYS}})

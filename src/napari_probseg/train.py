@@ -13,7 +13,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -23,6 +23,7 @@ from .checkpoint import CheckpointError, PostprocessConfig, build_model, read_ch
 from .devices import cpu_supports_bf16, pick_device
 from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, dihedral_batch, load_well, random_warp_batch
 from .losses import total_loss
+from .validation import InputError
 from .model import ModelConfig, UNet
 from .wellbank import WellBank, same_size
 
@@ -37,10 +38,12 @@ class TrainConfig:
     data_dir: str = ""
     split: str = "train"
     wells: list[str] = field(default_factory=list)  # overrides split when given
-    variant: str = "concrete"
+    # architecture of a new model (None: concrete, 19, 5); with init_from/resume None keeps the
+    # file's and a value that contradicts it is refused (check_init_matches)
+    variant: str | None = None
     channels: list[str] = field(default_factory=lambda: list(CHANNEL_TAGS))
-    base_filters: int = 19
-    levels: int = 5
+    base_filters: int | None = None
+    levels: int | None = None
     steps: int = 1000
     batch: int = 4
     crop: int = 384  # worms are 200-400 px long: 256-px crops cut them (docs/training-bbbc010-concrete.md)
@@ -69,10 +72,12 @@ class TrainConfig:
     time_budget_s: float = 0.0  # >0: choose `steps` from the measured step time to end in this time
 
     def __post_init__(self) -> None:
-        from .validation import check
+        from .validation import OptionError, check
 
+        if self.variant not in (None, "concrete", "baseline"):
+            raise OptionError(f"unknown variant {self.variant!r}: choose concrete or baseline")
         if self.augment not in AUGMENTATIONS:
-            raise ValueError(f"unknown augment {self.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
+            raise OptionError(f"unknown augment {self.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
         for name in ("steps", "batch", "crop", "lr", "checkpoint_every", "seed"):
             check(name, getattr(self, name), name)
 
@@ -121,10 +126,13 @@ def resume_step(header: dict, tensors: dict[str, torch.Tensor], path: str | Path
     return step
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
+def learning_rate(cfg: TrainConfig, step: int, total: int | None = None) -> float:
+    """Linear warm-up over ``cfg.warmup`` steps, then cosine down to ``min_lr_ratio`` at ``total``
+    (default ``cfg.steps``; a time-budgeted run passes the length it settled on)."""
+    total = cfg.steps if total is None else total
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = min((step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1), 1.0)
+    t = min((step - cfg.warmup) / max(total - cfg.warmup, 1), 1.0)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -186,6 +194,133 @@ def _load_optim(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) ->
                     opt.state[p][k] = torch.empty_like(p).copy_(v)
 
 
+@dataclass
+class _Start:
+    """Where a run starts: the network, its post-processing, the first step, resume tensors."""
+
+    model: UNet
+    post: PostprocessConfig
+    step: int = 0
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _training_wells(cfg: TrainConfig, wells: list[Well] | None) -> list[Well]:
+    """The given wells, else the configured wells or split loaded from the data folder."""
+    if wells is None:
+        data_dir = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
+        names = cfg.wells or available_wells(data_dir, cfg.split, tuple(cfg.channels))[0]
+        wells = [load_well(data_dir, w, tuple(cfg.channels)) for w in names]
+    if not wells:
+        raise InputError("no training wells: give wells or a data folder with a split")
+    return wells
+
+
+def check_init_matches(cfg: TrainConfig, model_cfg: ModelConfig, path: str | Path) -> None:
+    """Refuse architecture options that contradict the model a run starts from.
+
+    Why: with ``init_from`` (or ``resume``) the network comes from the file; a ``variant``,
+    ``base_filters``, ``levels`` or channel count that differs used to be ignored silently.
+    """
+    asked = {"variant": cfg.variant, "base_filters": cfg.base_filters, "levels": cfg.levels,
+             "in_channels": len(cfg.channels)}
+    wrong = [f"{k} {v!r} (the model has {getattr(model_cfg, k)!r})" for k, v in asked.items()
+             if v is not None and v != getattr(model_cfg, k)]
+    if wrong:
+        raise CheckpointError(f"{path}: cannot start from this model with {', '.join(wrong)}; "
+                              "leave these options unset to keep the model's")
+
+
+def _start(cfg: TrainConfig, resume: str | Path | None, init_from: str | Path | None,
+           gen: torch.Generator) -> _Start:
+    """A new network, or the one of ``init_from`` / ``resume`` built by the checkpoint loader."""
+    source = resume or init_from
+    if not source:
+        mcfg = ModelConfig(variant=cfg.variant or "concrete", in_channels=len(cfg.channels),
+                           base_filters=cfg.base_filters or 19, levels=cfg.levels or 5,
+                           init_dropout=cfg.init_dropout, n_train_samples=cfg.concrete_n)
+        return _Start(UNet(mcfg), PostprocessConfig())
+    header, tensors = read_checkpoint(source)
+    model = build_model(header, tensors, source)
+    check_init_matches(cfg, model.cfg, source)
+    post = PostprocessConfig.from_dict(header.get("postprocess", {}))
+    if not resume:  # a new phase from shipped weights: this run's regulariser scale and rates
+        model.cfg.n_train_samples = cfg.concrete_n
+        if cfg.reset_dropout:
+            model.set_dropout_rate(cfg.init_dropout)
+        return _Start(model, post)
+    step = resume_step(header, tensors, resume)
+    gen.set_state(tensors["extra.rng.data"])
+    torch.set_rng_state(tensors["extra.rng.torch"])
+    return _Start(model, post, step, tensors)
+
+
+def budget_steps(budget_s: float, start: int, step: int, elapsed: float, total: int) -> int:
+    """The run length that ends a time-budgeted run in ``budget_s``, from the time so far.
+
+    Returns a new total (the caller's config is not changed); re-estimated at _CALIBRATE_AT.
+    """
+    if budget_s <= 0 or step - start not in _CALIBRATE_AT:
+        return total
+    return max(step + 1, start + int(budget_s * (step - start) / elapsed))
+
+
+class _Logs:
+    """log.csv (losses) and dropout_rates.csv, both continued on resume."""
+
+    def __init__(self, out: Path, start: int, layer_names: list[str]) -> None:
+        self.layers = layer_names
+        self.start = start
+        self.loss_file, self.loss = _open_log(out / "log.csv", start, ["step", *_LOSS_KEYS, "lr", "seconds"])
+        self.rates_file, self.rates = _open_log(out / "dropout_rates.csv", start, ["step", *layer_names])
+
+    def write(self, step: int, vals: dict, lr: float, seconds: float, model: UNet) -> None:
+        self.loss.writerow([step, *(f"{vals[k]:.5g}" for k in _LOSS_KEYS), f"{lr:.3g}", f"{seconds:.1f}"])
+        if self.layers and (step % RATES_EVERY == 0 or step == self.start + 1):
+            self.rates.writerow([step, *(f"{r:.5f}" for r in model.dropout_rates().values())])
+
+    def flush(self) -> None:
+        self.loss_file.flush()
+        self.rates_file.flush()
+
+    def close(self) -> None:
+        self.loss_file.close()
+        self.rates_file.close()
+
+
+_LOSS_KEYS = ("total", "var", "dist", "reg", "ce", "concrete")
+
+
+def _next_batch(cfg: TrainConfig, wells: list[Well], bank: WellBank | None, gen: torch.Generator,
+                device: torch.device, channels_last: bool) -> tuple[torch.Tensor, list[torch.Tensor] | torch.Tensor]:
+    """One batch of augmented crops on ``device`` (random numbers from ``gen`` only)."""
+    if bank is not None:
+        x, masks = bank.sample(cfg.batch, cfg.crop, gen, cfg.elastic)
+    else:
+        if cfg.augment == "dihedral":
+            x, masks = dihedral_batch(wells, cfg.batch, cfg.crop, gen)
+        else:
+            x, masks = random_warp_batch(wells, cfg.batch, cfg.crop, gen, cfg.elastic)
+        x = x.to(device)
+        masks = [m.to(device) for m in masks]
+    if cfg.drop_fluorescence > 0:
+        x = blank_fluorescence(x, cfg.drop_fluorescence, gen)
+    return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), masks
+
+
+def _step(model: UNet, opt: torch.optim.Optimizer, x: torch.Tensor, masks, weights: torch.Tensor,
+          cfg: TrainConfig, bf16: bool):
+    """One optimiser step; returns the loss terms."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        emb, logits = model(x)
+    terms = total_loss(emb.float(), logits.float(), masks, model.regularizer(), weights, cfg.ce_weight)
+    opt.zero_grad(set_to_none=True)
+    terms.total.backward()
+    if cfg.clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+    opt.step()
+    return terms
+
+
 def train(
     cfg: TrainConfig,
     wells: list[Well] | None = None,
@@ -197,131 +332,73 @@ def train(
     """Train (or fine-tune, with ``init_from``) and return the path of the final checkpoint.
 
     ``progress(step, loss_terms)`` is called every step; ``should_stop()`` ends the run
-    early after saving a checkpoint, so stopping never loses work.
+    early after saving a checkpoint, so stopping never loses work.  ``cfg`` is not changed
+    (a time budget changes this run's length only; the checkpoint records the length used).
+    Long because it is the loop itself: data, step, logging and checkpoints are helpers.
     """
     device = pick_device(cfg.device)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
-    channels = tuple(cfg.channels)
-    if wells is None:
-        names = cfg.wells or available_wells(data_dir, cfg.split, channels)[0]
-        wells = [load_well(data_dir, w, channels) for w in names]
-    if not wells:
-        raise ValueError("no training wells: give wells or a data folder with a split")
-
+    wells = _training_wells(cfg, wells)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    mcfg = ModelConfig(variant=cfg.variant, in_channels=len(channels), base_filters=cfg.base_filters,
-                       levels=cfg.levels, init_dropout=cfg.init_dropout, n_train_samples=cfg.concrete_n)
-    model = UNet(mcfg)
-    post = PostprocessConfig()
-    start = 0
-    resume_tensors: dict[str, torch.Tensor] = {}
-    if init_from or resume:
-        header, tensors = read_checkpoint(resume or init_from)
-        model = build_model(header, tensors, resume or init_from)
-        post = PostprocessConfig.from_dict(header.get("postprocess", {}))
-        if not resume:  # a new phase from shipped weights: this run's regulariser scale and rates
-            model.cfg.n_train_samples = cfg.concrete_n
-            if cfg.reset_dropout:
-                model.set_dropout_rate(cfg.init_dropout)
-        if resume:
-            start = resume_step(header, tensors, resume)
-            resume_tensors = tensors
-            gen.set_state(tensors["extra.rng.data"])
-            torch.set_rng_state(tensors["extra.rng.torch"])
-    model.to(device)
+    st = _start(cfg, resume, init_from, gen)
+    model = st.model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     use_bank = cfg.use_bank if cfg.use_bank is not None else device.type == "cuda"
     # else per-crop sampling; exact-pixel crops need no warping, so no bank either
     bank = WellBank(wells, device) if use_bank and cfg.augment == "warp" and same_size(wells) else None
-    use_bf16 = cfg.fast_cpu and device.type == "cpu" and cpu_supports_bf16()
-    if cfg.fast_cpu or device.type == "cuda":
+    bf16 = device.type == "cuda" or (cfg.fast_cpu and device.type == "cpu" and cpu_supports_bf16())
+    channels_last = cfg.fast_cpu or device.type == "cuda"
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr, fused=device.type == "cuda")
-    if resume_tensors:
-        _load_optim(opt, resume_tensors)
+    if st.tensors:
+        _load_optim(opt, st.tensors)
     weights = torch.tensor([1.0, 1.0, cfg.overlap_weight], device=device)
-    log_file, writer = _open_log(out / "log.csv", start,
-                                 ["step", "total", "var", "dist", "reg", "ce", "concrete", "lr", "seconds"])
-    layer_names = list(model.dropout_rates())
-    rates_file, rates_writer = _open_log(out / "dropout_rates.csv", start, ["step", *layer_names])
+    logs = _Logs(out, st.step, list(model.dropout_rates()))
+    total = cfg.steps
 
-    def checkpoint(step: int, name: str) -> Path:
-        meta = {
-            "step": step,
-            "train_config": asdict(cfg),
-            "wells": [w.name for w in wells],
-            "dropout_rates": model.dropout_rates(),
-            "torch": torch.__version__,
-            "device": str(device),
-            "bf16": use_bf16 or device.type == "cuda",
-        }
+    def checkpoint(step: int) -> Path:
+        used = replace(cfg, steps=total, variant=model.cfg.variant, base_filters=model.cfg.base_filters,
+                       levels=model.cfg.levels)
+        meta = {"step": step, "train_config": asdict(used), "wells": [w.name for w in wells],
+                "dropout_rates": model.dropout_rates(), "torch": torch.__version__, "device": str(device),
+                "bf16": bf16}
         extra = {"rng.data": gen.get_state(), "rng.torch": torch.get_rng_state(), **_optim_tensors(opt)}
-        return save_checkpoint(out / name, model, post, meta, extra)
+        return save_checkpoint(out / "last.safetensors", model, st.post, meta, extra)
 
     model.train()
-    step = start
+    step = st.step
     t0 = time.perf_counter()
     try:
-        while step < cfg.steps:
-            if should_stop is not None and should_stop():
-                break
+        while step < total and not (should_stop is not None and should_stop()):
             for g in opt.param_groups:
-                g["lr"] = learning_rate(cfg, step) * g["lr_scale"]
-            if bank is not None:
-                x, masks = bank.sample(cfg.batch, cfg.crop, gen, cfg.elastic)
-            else:
-                if cfg.augment == "dihedral":
-                    x, masks = dihedral_batch(wells, cfg.batch, cfg.crop, gen)
-                else:
-                    x, masks = random_warp_batch(wells, cfg.batch, cfg.crop, gen, cfg.elastic)
-                x = x.to(device)
-                masks = [m.to(device) for m in masks]
-            if cfg.drop_fluorescence > 0:
-                x = blank_fluorescence(x, cfg.drop_fluorescence, gen)
-            if cfg.fast_cpu or device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16 or device.type == "cuda"):
-                emb, logits = model(x)
-            terms = total_loss(emb.float(), logits.float(), masks, model.regularizer(), weights, cfg.ce_weight)
-            opt.zero_grad(set_to_none=True)
-            terms.total.backward()
-            if cfg.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            opt.step()
+                g["lr"] = learning_rate(cfg, step, total) * g["lr_scale"]
+            x, masks = _next_batch(cfg, wells, bank, gen, device, channels_last)
+            terms = _step(model, opt, x, masks, weights, cfg, bf16)
             step += 1
-            if cfg.time_budget_s > 0 and step - start in _CALIBRATE_AT:
-                elapsed = time.perf_counter() - t0
-                cfg.steps = max(step + 1, start + int(cfg.time_budget_s * (step - start) / elapsed))
-            if device.type == "cuda" and step % 10 and step % cfg.checkpoint_every and step < cfg.steps:
+            total = budget_steps(cfg.time_budget_s, st.step, step, time.perf_counter() - t0, total)
+            if device.type == "cuda" and step % 10 and step % cfg.checkpoint_every and step < total:
                 continue  # reading the losses waits for the GPU: only every 10th step
             vals = terms.as_floats()
-            writer.writerow([step, *(f"{vals[k]:.5g}" for k in ("total", "var", "dist", "reg", "ce", "concrete")),
-                             f"{learning_rate(cfg, step - 1):.3g}", f"{time.perf_counter() - t0:.1f}"])
+            logs.write(step, vals, learning_rate(cfg, step - 1, total), time.perf_counter() - t0, model)
             if progress is not None:
                 progress(step, vals)
-            if layer_names and (step % RATES_EVERY == 0 or step == start + 1):
-                rates_writer.writerow([step, *(f"{r:.5f}" for r in model.dropout_rates().values())])
             if step % cfg.checkpoint_every == 0:
-                log_file.flush()
-                rates_file.flush()
-                checkpoint(step, "last.safetensors")
+                logs.flush()
+                checkpoint(step)
     finally:
-        log_file.close()
-        rates_file.close()
-    path = checkpoint(step, "last.safetensors")
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        logs.close()
+    path = checkpoint(step)
+    (out / "train_config.json").write_text(json.dumps(asdict(replace(cfg, steps=total)), indent=2))
     return path
 
 
 def export_weights(checkpoint: str | Path, dest: str | Path, postprocess: PostprocessConfig | None = None) -> Path:
     """Strip resume state (optimiser, RNG) from a checkpoint: the file we ship."""
     header, tensors = read_checkpoint(checkpoint)
-    cfg = ModelConfig.from_dict(header["model"])
-    model = UNet(cfg)
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    model = build_model(header, tensors, checkpoint)  # the loader's checks, not key slicing
     post = postprocess or PostprocessConfig.from_dict(header.get("postprocess", {}))
     return save_checkpoint(dest, model, post, header.get("meta", {}))

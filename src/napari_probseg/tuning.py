@@ -1,9 +1,9 @@
-"""Mean-shift bandwidth, clustering threshold and minimum instance size by grid search with 2-fold CV (section 2.2).
+"""Mean-shift bandwidth, cluster radius and minimum instance size by grid search with 2-fold CV (section 2.2).
 
 As in the paper, the search runs on the two folds of the *test* wells: parameters chosen
 on one fold are scored on the other.  To keep it cheap, each well is passed once through
 the network without dropout (the mean network) and its embeddings are cached; mean-shift
-runs once per bandwidth, only the assignment is repeated per threshold, and the minimum
+runs once per bandwidth, only the assignment is repeated per radius, and the minimum
 size only filters the instances of the smallest (``instances_by_min_size``).
 
 Why the minimum size is tuned: the paper drops nothing, but half-worm fragments (a worm
@@ -33,38 +33,40 @@ from .model import UNet
 from .postprocess import FOREGROUND, OVERLAP, assign_clusters, instances_by_min_size, mean_shift
 
 BANDWIDTHS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5)
-THRESHOLDS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)  # delta_d = 4: centres are >= 8 apart when trained
+RADII = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)  # delta_d = 4: centres are >= 8 apart when trained
 MIN_SIZES = (50, 200, 400, 600, 800, 1000)  # pixels; BBBC010 train worms have 605-3,000
 
 
 @dataclass
 class TuneResult:
     bandwidth: float
-    threshold: float
+    cluster_radius: float
     min_size: int
-    table: dict  # "bw,thr,min_size" -> {fold: {"avAP": .., "avAP_dsb": .., "objective": ..}}
-    cv: dict  # fold -> {"chosen": (bw, thr, min_size), "scored_on_other_fold": {same three}}
+    table: dict  # "bw,radius,min_size" -> {fold: {"avAP": .., "avAP_dsb": .., "objective": ..}}
+    cv: dict  # fold -> {"chosen": (bw, radius, min_size), "scored_on_other_fold": {same three}}
 
 
 def instances_from_cache(pts: torch.Tensor, centres: torch.Tensor, fg_idx: np.ndarray, overlap: np.ndarray,
-                         threshold: float, min_sizes: tuple[int, ...], shape: tuple[int, int]) -> dict[int, np.ndarray]:
-    """Instances per minimum size for one threshold from cached embeddings and mean-shift centres."""
-    labels = assign_clusters(pts, centres, threshold).numpy()
+                         radius: float, min_sizes: tuple[int, ...], shape: tuple[int, int]) -> dict[int, np.ndarray]:
+    """Instances per minimum size for one cluster radius from cached embeddings and mean-shift centres."""
+    labels = assign_clusters(pts, centres, radius).numpy()
     return instances_by_min_size(labels, fg_idx, len(centres), overlap, min_sizes, shape)
 
 
 @torch.no_grad()
-def grid_search(model: UNet, data_dir: Path, min_sizes=MIN_SIZES, bandwidths=BANDWIDTHS, thresholds=THRESHOLDS,
+def grid_search(model: UNet, data_dir: Path, min_sizes=MIN_SIZES, bandwidths=BANDWIDTHS, radii=RADII,
                 progress: Callable[[str], None] | None = None, wells: list[str] | None = None) -> TuneResult:
-    """Best (bandwidth, threshold, min size) on the test folds; ``wells`` limits the wells used."""
+    """Best (bandwidth, cluster radius, min size) on the test folds; ``wells`` limits the wells used."""
     test_wells = available_wells(data_dir, "test")[0]
     usable = set(test_wells) & set(wells or test_wells)
     folds = {f: [w for w in read_split(data_dir, f"test_fold{f}") if w in usable] for f in (1, 2)}
     if not folds[1] or not folds[2]:
-        raise ValueError(f"the grid search needs test wells in both folds; got {folds}")
+        from .validation import InputError
+
+        raise InputError(f"the grid search needs test wells in both folds; got {folds}")
     model.eval()
     min_sizes = tuple(min_sizes)
-    grid = list(itertools.product(bandwidths, thresholds, min_sizes))
+    grid = list(itertools.product(bandwidths, radii, min_sizes))
     scores: dict[tuple, dict[int, list]] = {k: {1: [], 2: []} for k in grid}
     for fold, wells in folds.items():
         for well in wells:
@@ -79,7 +81,7 @@ def grid_search(model: UNet, data_dir: Path, min_sizes=MIN_SIZES, bandwidths=BAN
             gt = load_masks(data_dir, well)
             for b in bandwidths:
                 centres = mean_shift(pts, b)
-                for t in thresholds:
+                for t in radii:
                     by_size = instances_from_cache(pts, centres, np.flatnonzero(fg), overlap, t, min_sizes, fg.shape)
                     for m, inst in by_size.items():
                         scores[(b, t, m)][fold].append(image_scores(inst, gt))

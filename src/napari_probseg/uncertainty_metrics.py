@@ -3,7 +3,7 @@
 Why: a useful uncertainty is high where the segmentation is wrong and low where it is right.
 Following Mukhoti & Gal, every 4x4 patch of every predicted instance is classed as
 accurate/inaccurate and certain/uncertain; p(accurate|certain), p(uncertain|inaccurate) and
-PAvPU summarise how well the two agree over a range of entropy thresholds. The simulation
+PAvPU summarise how well the two agree over a range of entropy cuts. The simulation
 measures how much proofreading the k most uncertain patches would improve the metrics.
 See docs/metrics.md for the exact conventions.
 """
@@ -14,9 +14,10 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from scipy.special import xlogy
 
-from .metrics import aggregate, image_scores, iou_matrix
+from .masks import drop_empty, grown_window, mask_iou
+from .metrics import aggregate, image_scores
 
-DEFAULT_THRESHOLDS = np.round(np.linspace(0.0, 0.7, 15), 3)
+ENTROPY_CUTS = np.round(np.linspace(0.0, 0.7, 15), 3)
 
 
 def bernoulli_entropy(p: np.ndarray) -> np.ndarray:
@@ -43,7 +44,7 @@ def patch_mean(x: np.ndarray, size: int = 4) -> np.ndarray:
 
 def _matched_gt(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Index of each prediction's Hungarian-matched gt instance, -1 if none (or IoU 0)."""
-    iou = iou_matrix(pred, gt)
+    iou = mask_iou(pred, gt)
     out = np.full(len(pred), -1)
     if iou.size:
         rows, cols = linear_sum_assignment(-iou)
@@ -62,18 +63,18 @@ def _patch_window(mask: np.ndarray, size: int) -> tuple[slice, slice] | None:
 
 
 def uncertainty_counts(prob: np.ndarray, gt: np.ndarray, binarize: float = 0.75,
-                       thresholds: np.ndarray = DEFAULT_THRESHOLDS, size: int = 4) -> dict:
-    """n_ac, n_au, n_ic, n_iu per entropy threshold, summed over the predicted instances.
+                       entropy_cuts: np.ndarray = ENTROPY_CUTS, size: int = 4) -> dict:
+    """n_ac, n_au, n_ic, n_iu per entropy cut, summed over the predicted instances.
 
     Instance i is ``prob[i] >= binarize``, matched to a gt instance by Hungarian IoU
     (unmatched: an empty mask). Its patches are those with foreground in the binarised
     prediction or the matched gt; a patch is accurate when mean(pred == gt) >= 0.5 and
-    uncertain when its mean entropy H(prob[i]) > threshold. Instances that binarise to empty
+    uncertain when its mean entropy H(prob[i]) > the cut. Instances that binarise to empty
     and are unmatched have no patches; missed gt instances do not count (only predictions).
     """
     prob = np.asarray(prob, dtype=np.float64)
     gt = np.asarray(gt, dtype=bool)
-    th = np.asarray(thresholds, dtype=np.float64)
+    th = np.asarray(entropy_cuts, dtype=np.float64)
     pred = prob >= binarize
     match = _matched_gt(pred, gt)
     n = {k: np.zeros(len(th), dtype=np.int64) for k in ("n_ac", "n_au", "n_ic", "n_iu")}
@@ -90,12 +91,12 @@ def uncertainty_counts(prob: np.ndarray, gt: np.ndarray, binarize: float = 0.75,
         n["n_au"] += (acc & unc).sum(1)
         n["n_ic"] += (~acc & ~unc).sum(1)
         n["n_iu"] += (~acc & unc).sum(1)
-    return {"thresholds": th, **n}
+    return {"entropy_cuts": th, **n}
 
 
 def uncertainty_curves(counts_list: list[dict]) -> dict:
     """Sum the counts over images, then the three curves; an empty denominator gives NaN."""
-    th = counts_list[0]["thresholds"]
+    th = counts_list[0]["entropy_cuts"]
     s = {k: np.sum([c[k] for c in counts_list], axis=0).astype(np.float64)
          for k in ("n_ac", "n_au", "n_ic", "n_iu")}
 
@@ -104,7 +105,7 @@ def uncertainty_curves(counts_list: list[dict]) -> dict:
 
     total = s["n_ac"] + s["n_au"] + s["n_ic"] + s["n_iu"]
     return {
-        "thresholds": np.asarray(th).tolist(),
+        "entropy_cuts": np.asarray(th).tolist(),
         "p_accurate_given_certain": ratio(s["n_ac"], s["n_ac"] + s["n_ic"]),
         "p_uncertain_given_inaccurate": ratio(s["n_iu"], s["n_ic"] + s["n_iu"]),
         "pavpu": ratio(s["n_ac"] + s["n_iu"], total),
@@ -145,7 +146,7 @@ def _correct(pred: np.ndarray, prob: np.ndarray | None, gt: np.ndarray, boxes: l
     h, w = gt.shape[-2:]
     touch = np.zeros((h, w), dtype=bool)
     for y0, x0 in boxes:  # the patch dilated by one pixel: "within or directly neighbouring"
-        touch[max(y0 - 1, 0):y0 + patch + 1, max(x0 - 1, 0):x0 + patch + 1] = True
+        touch[grown_window(y0, x0, patch, (h, w))] = True
     present = pred if prob is None else pred | (prob > prob_floor)
     return correct_instances(pred, present, gt, present[:, touch].any(axis=1))
 
@@ -157,16 +158,12 @@ def correct_instances(pred: np.ndarray, present: np.ndarray, gt: np.ndarray, hit
     if not hit.any():
         return pred
     keep = [m for m in pred[~hit]]
-    iou = iou_matrix(present[hit], gt)  # the instance as the proofreader sees it, uncertain part included
+    iou = mask_iou(present[hit], gt)  # the instance as the proofreader sees it, uncertain part included
     best = iou.argmax(axis=1) if gt.shape[0] else np.array([], dtype=int)
     for j in sorted({int(b) for b, v in zip(best, iou.max(axis=1, initial=0.0)) if v > 0}):
         if not any(np.array_equal(gt[j], m) for m in keep):  # already predicted: do not duplicate
             keep.append(gt[j])
     return np.stack(keep) if keep else np.zeros((0, h, w), dtype=bool)
-
-
-def _nonempty(stack: np.ndarray) -> np.ndarray:
-    return stack[stack.reshape(len(stack), stack[0].size).any(1)] if len(stack) else stack
 
 
 def simulate_proofreading(predictions: dict[str, np.ndarray], probabilities: dict[str, np.ndarray] | None,
@@ -185,7 +182,7 @@ def simulate_proofreading(predictions: dict[str, np.ndarray], probabilities: dic
     wells = list(gts)
     pooled = sorted(((float(s), wi, int(y), int(x)) for wi, wl in enumerate(wells) for s, y, x in peaks.get(wl, [])),
                     key=lambda t: -t[0])  # stable: ties keep well order, then peak order
-    base = {wl: image_scores(_nonempty(np.asarray(predictions[wl], bool)), gts[wl]) for wl in wells}
+    base = {wl: image_scores(drop_empty(predictions[wl]), gts[wl]) for wl in wells}
     rows = []
     for k in ks:
         boxes: dict[str, list[tuple[int, int]]] = {}
@@ -199,7 +196,7 @@ def simulate_proofreading(predictions: dict[str, np.ndarray], probabilities: dic
             prob = None if probabilities is None else np.asarray(probabilities[wl])
             fixed = _correct(np.asarray(predictions[wl], bool), prob, np.asarray(gts[wl], bool), boxes[wl],
                              patch, prob_floor)
-            scores.append(image_scores(_nonempty(fixed), gts[wl]))
+            scores.append(image_scores(drop_empty(fixed), gts[wl]))
         agg = aggregate(scores)
         rows.append({"k": int(k), **{m: agg[m] for m in ("avAP", "AP50", "AP75", "recall80", "avAP_dsb")}})
     return rows

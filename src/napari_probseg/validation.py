@@ -48,7 +48,7 @@ class Range:
 
 RANGES: dict[str, Range] = {
     "draws": Range(1, MAX_DRAWS, True, what="Monte-Carlo draws; each costs one forward pass"),
-    "threshold": Range(0, 1, False, True, "probability at which a pixel belongs to an instance"),
+    "binarize": Range(0, 1, False, True, "probability at which a pixel belongs to an instance"),
     "min_size": Range(1, 10_000_000, True, what="pixels"),
     "seed": Range(0, 2**32 - 1, True),
     "steps": Range(1, 10_000_000, True),
@@ -59,8 +59,11 @@ RANGES: dict[str, Range] = {
     "workers": Range(1, 256, True),
     "max_wells": Range(0, 10_000_000, True),
     "bandwidth": Range(0, 100, False, True, "mean-shift bandwidth, embedding units"),
-    "cluster_threshold": Range(0, 100, False, True, "cluster radius, embedding units"),
+    "cluster_radius": Range(0, 100, False, True, "cluster radius, embedding units"),
 }
+# old names, still looked up by the widgets until they are renamed there (issue 13, item 2)
+RANGES["threshold"] = RANGES["binarize"]
+RANGES["cluster_threshold"] = RANGES["cluster_radius"]
 
 
 def check(name: str, value, flag: str | None = None):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Well, pad_masks
+from .data import ELASTIC_GRID, ELASTIC_PIXELS, SCALE_JITTER, Well, pad_masks
 
 
 def same_size(wells: list[Well]) -> bool:
@@ -45,11 +45,11 @@ class WellBank:
         idx = torch.randint(len(self), (batch,), generator=gen)
         angle = torch.rand(batch, generator=gen) * 2 * math.pi
         flip = torch.where(torch.rand(batch, generator=gen) < 0.5, -1.0, 1.0)
-        scale = 1.0 + 0.2 * (torch.rand(batch, generator=gen) - 0.5)
+        scale = 1.0 + SCALE_JITTER * (torch.rand(batch, generator=gen) - 0.5)
         half = crop / 2 * scale
         cy = torch.rand(batch, generator=gen) * (self.height - 2 * half).clamp(min=0) + torch.minimum(half, torch.tensor(self.height / 2))
         cx = torch.rand(batch, generator=gen) * (self.width - 2 * half).clamp(min=0) + torch.minimum(half, torch.tensor(self.width / 2))
-        coarse = torch.randn(batch, 2, 5, 5, generator=gen) * 6.0 if elastic else None
+        coarse = torch.randn(batch, 2, ELASTIC_GRID, ELASTIC_GRID, generator=gen) * ELASTIC_PIXELS if elastic else None
 
         dev = self.device
         lin = torch.linspace(-1.0, 1.0, crop, device=dev)
