@@ -17,25 +17,15 @@ from scipy.optimize import linear_sum_assignment
 
 from .checkpoint import PostprocessConfig
 from .data import validate_image, normalize
-from .masks import grown_window, labels_from_instances, mask_iou, nonempty  # noqa: F401 (nonempty: re-exported)
+from .masks import labels_from_instances, mask_iou, nonempty  # noqa: F401 (nonempty: re-exported)
 from .model import UNet
 from .devices import cpu_supports_bf16
+from .peaks import PATCH, Peak, uncertainty_peaks  # noqa: F401 (re-exported: one copy, torch-free)
 from .postprocess import embeddings_to_instances
 from .uncertainty_metrics import bernoulli_entropy, peak_patches
 
-PATCH = 4
-
-
 class Cancelled(Exception):
     """Raised by ``predict`` when ``should_stop`` asked it to stop."""
-
-
-@dataclass
-class Peak:
-    score: float  # mean entropy of the 4x4 patch
-    y: int  # top-left pixel of the patch
-    x: int
-    instances: list[int] = field(default_factory=list)  # indices into the probability stack
 
 
 @dataclass
@@ -116,22 +106,6 @@ def agglomerate(draws: list[np.ndarray]) -> np.ndarray:
     if len(sums) == 0:
         return np.zeros((0, *shape), dtype=np.float32)
     return sums / t
-
-
-def uncertainty_peaks(
-    entropy: np.ndarray, probabilities: np.ndarray, k: int | None = None, size: int = PATCH
-) -> list[Peak]:
-    """Ranked 4x4 patches that are local maxima of patch entropy (3x3 patch window).
-
-    Each peak lists the instances within or touching the patch (probability > 0 in the
-    patch grown by one pixel), i.e. those a proofreader would correct there.
-    """
-    peaks = []
-    for score, y, x in peak_patches(entropy, k, size):
-        win = grown_window(y, x, size, entropy.shape)
-        touched = [int(n) for n in np.flatnonzero((probabilities[:, win[0], win[1]] > 0).any((1, 2)))]
-        peaks.append(Peak(score, y, x, touched))
-    return peaks
 
 
 def prepare_input(image: np.ndarray, model: UNet) -> torch.Tensor:

@@ -51,11 +51,11 @@ def labels_from_instances(instances: np.ndarray, shape: tuple[int, int] | None =
     return lab
 
 
-def grown_window(y: int, x: int, size: int, shape: tuple[int, int]) -> tuple[slice, slice]:
-    """The ``size`` x ``size`` patch at (y, x) grown by one pixel, clipped to the image.
+def grown_window(y: int, x: int, size: int, shape: tuple[int, ...], grow: int = 1) -> tuple[slice, slice]:
+    """The ``size`` x ``size`` patch at (y, x) grown by ``grow`` pixels, clipped to the image.
 
     Why: the paper's "within or directly neighbouring" a peak patch; peaks, the proofreading
-    simulation and the session's peak labels all use this window.
+    simulation and the session's peak labels all use this window (review items grow it more).
     """
-    h, w = shape
-    return slice(max(y - 1, 0), min(y + size + 1, h)), slice(max(x - 1, 0), min(x + size + 1, w))
+    h, w = shape[-2:]
+    return slice(max(y - grow, 0), min(y + size + grow, h)), slice(max(x - grow, 0), min(x + size + grow, w))

@@ -1,7 +1,6 @@
 """Writing one image's results: label TIFF, probabilities NPZ, entropy TIFF, peaks CSV, review CSV, worm table CSV, PNG."""
 from __future__ import annotations
 
-import ast
 import csv
 import json
 from pathlib import Path
@@ -11,22 +10,7 @@ import numpy as np
 from .atomic import atomic_write as _atomic
 from .inference import Prediction
 from .review import write_review_csv
-
-
-def read_meta(text: str) -> dict:
-    """The ``meta`` entry of a ``_probabilities.npz``: JSON since issue 13, a Python literal before.
-
-    Why both: files written by earlier versions stay readable; ``ast.literal_eval`` never
-    executes code.  Unparseable text comes back as ``{"raw": text}``.
-    """
-    try:
-        d = json.loads(text)
-    except ValueError:
-        try:
-            d = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            return {"raw": text}
-    return d if isinstance(d, dict) else {"raw": text}
+from .session_file import parse_meta as read_meta  # noqa: F401 (one parser; the reader must stay torch-free)
 
 
 def prediction_meta(pred: Prediction, meta: dict | None = None) -> dict:

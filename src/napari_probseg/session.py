@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .peaks import Peak, grown_window, label_image
+from .masks import grown_window, labels_from_instances
+from .peaks import PATCH, Peak
 from .review import ReviewConfig, ReviewItem, review_items
 
 
@@ -65,9 +66,8 @@ class Session:
     @classmethod
     def from_prediction(cls, pred, image_name: str, image: np.ndarray | None = None, **kw) -> "Session":
         """A fresh session from ``inference.predict``: labels start as the binarised instances."""
-        cut = getattr(pred, "binarize", None)
-        cut = pred.threshold if cut is None else cut  # RENAME: binarize (Prediction.threshold until core renames it)
-        return cls(image_name, pred.probabilities, pred.entropy, label_image(pred.instances), list(pred.peaks),
+        cut = pred.binarize
+        return cls(image_name, pred.probabilities, pred.entropy, labels_from_instances(pred.instances), list(pred.peaks),
                    binarize=float(cut), image=image, items=pred.review_items(show_all=True), **kw)
 
     @property
@@ -119,7 +119,7 @@ class Session:
         model's instances there that still exist - the worms a proofreader looks at."""
         lab = self.labels if labels is None else labels
         pk = self.peaks[index]
-        return _ids_then_instances(lab, lab[grown_window(pk.y, pk.x, lab.shape)], pk.instances)
+        return _ids_then_instances(lab, lab[grown_window(pk.y, pk.x, PATCH, lab.shape)], pk.instances)
 
     def default_items(self) -> list[int]:
         """Indices (into ``items``) of the default review list: items at or above the calibrated score."""
@@ -129,7 +129,7 @@ class Session:
         """Label ids at a review item: those around its point first, then its instances that still exist."""
         lab = self.labels if labels is None else labels
         it = self.items[index]
-        window = grown_window(it.y, it.x, lab.shape, size=1, grow=radius)
+        window = grown_window(it.y, it.x, 1, lab.shape, grow=radius)
         return _ids_then_instances(lab, lab[window], it.instances)
 
     def record(self, action: str, peak: int | None, **details) -> None:

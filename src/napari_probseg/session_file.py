@@ -23,7 +23,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .peaks import Peak, label_image, uncertainty_peaks
+from .masks import labels_from_instances
+from .peaks import Peak, uncertainty_peaks
 from .review import items_from_arrays, items_to_arrays
 from .safe_npz import SafeNpz
 from .session import Session, SessionError
@@ -154,7 +155,7 @@ def from_probabilities_file(path: str | Path) -> Session:
     stem = path.name[: -len("_probabilities.npz")] if path.name.endswith("_probabilities.npz") else path.stem
     csv_path = path.with_name(f"{stem}_peaks.csv")
     peaks = read_peaks_csv(csv_path) if csv_path.exists() else uncertainty_peaks(ent, probs)
-    return Session(stem, probs, ent, label_image(inst), peaks, binarize=cut, image_source=str(path), meta=meta)
+    return Session(stem, probs, ent, labels_from_instances(inst), peaks, binarize=cut, image_source=str(path), meta=meta)
 
 
 def open_npz(path: Path) -> SafeNpz:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .peaks import label_image
+from .masks import labels_from_instances
 
 
 def label_masks(labels: np.ndarray) -> np.ndarray:
@@ -20,7 +20,7 @@ def training_masks(labels: np.ndarray, probabilities: np.ndarray, binarize: floa
     """Instance masks [N,H,W] for fine-tuning from corrected ``labels``, keeping the model's overlaps.
 
     Why: a napari Labels layer holds one id per pixel, so where two of the model's worms
-    overlap only one of them shows (the later one, as ``peaks.label_image`` paints them).
+    overlap only one of them shows (the later one, as ``masks.labels_from_instances`` paints them).
     Masks taken from the label image alone are disjoint, and fine-tuning on them teaches
     the network that worms never overlap - the overlap class is trained down.
 
@@ -38,7 +38,7 @@ def training_masks(labels: np.ndarray, probabilities: np.ndarray, binarize: floa
     if not ids or len(probabilities) == 0:
         return masks
     model = np.asarray(probabilities) >= binarize
-    shown = label_image(model)  # the label image the session started from
+    shown = labels_from_instances(model)  # the label image the session started from
     unchanged_occluder = (labels == shown) & (labels > 0)
     row = {lab: k for k, lab in enumerate(ids)}
     for i, inst in enumerate(model):

@@ -61,9 +61,6 @@ RANGES: dict[str, Range] = {
     "bandwidth": Range(0, 100, False, True, "mean-shift bandwidth, embedding units"),
     "cluster_radius": Range(0, 100, False, True, "cluster radius, embedding units"),
 }
-# old names, still looked up by the widgets until they are renamed there (issue 13, item 2)
-RANGES["threshold"] = RANGES["binarize"]
-RANGES["cluster_threshold"] = RANGES["cluster_radius"]
 
 
 def check(name: str, value, flag: str | None = None):

@@ -232,7 +232,7 @@ class InferenceWidget(QWidget):
         image = np.stack([np.array(l.data) for l in layers])
         try:
             validate_image(image, n, min_size=self._loaded.model.cell)
-            for name, box in (("draws", self.draws), ("threshold", self.binarize), ("seed", self.seed),  # RENAME: binarize (validation key)
+            for name, box in (("draws", self.draws), ("binarize", self.binarize), ("seed", self.seed),
                               ("min_size", self.min_size)):
                 check(name, box.value(), name.replace("_", " "))
             device = str(pick_device(self.device.currentText()))
@@ -365,8 +365,7 @@ def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> "Segmented | C.Ca
     try:
         lm = load_model(job.model, job.device)
         lm.postprocess = replace(lm.postprocess, min_size=job.min_size)
-        # RENAME: binarize - positional here; predict's keyword is still threshold= in today's core
-        pred = predict(lm.model, job.image, lm.postprocess, job.draws, job.binarize, job.device, job.seed,
+        pred = predict(lm.model, job.image, lm.postprocess, job.draws, binarize=job.binarize, device=job.device, seed=job.seed,
                        progress=relay.progress.emit, should_stop=stop.is_set)
         from ..counts import count_inputs
         from ..measurements import channel_tags, measure_prediction
