@@ -80,7 +80,7 @@ def main() -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"model {lm.path}, well {args.well}, device {dev}, torch threads {torch.get_num_threads()}, "
           f"{len(pts)} foreground embeddings\n")
-    print("| stage | seconds (best of %d) |\n|---|---|" % args.repeats)
+    print(f"| stage | seconds (best of {args.repeats}) |\n|---|---|")
     for name, sec in rows:
         print(f"| {name} | {sec:.3f} |")
     print(f"| total T=8 | {sum(s for n, s in rows if 'T=8' in n):.3f} |")

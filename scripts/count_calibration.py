@@ -13,8 +13,15 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_probseg.counts import (ESTIMATORS, _loo_results, choose_calibration, count_errors, count_interval,
-                                   cross_fit, fit_calibration)
+from napari_probseg.counts import (
+    ESTIMATORS,
+    _loo_results,
+    choose_calibration,
+    count_errors,
+    count_interval,
+    cross_fit,
+    fit_calibration,
+)
 from napari_probseg.data import default_data_dir, read_split
 
 

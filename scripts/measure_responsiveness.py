@@ -38,7 +38,6 @@ def main() -> None:
     import torch
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
-
     from screenshots import pick_model, wait
 
     model, desc = pick_model(args.model, tmp)

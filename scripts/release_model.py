@@ -88,7 +88,7 @@ def card(variant: str, metrics_path: Path, history: Path | None = None) -> Path:
         "| | avAP[0.5:0.95] | AP50 | AP75 | Recall@0.8 | DSB avAP |", "|---|---|---|---|---|---|",
         f"| paper, {variant} | " + " | ".join(f"{v:.3f}" for v in paper) + " |",
         "| PatchPerPix | 0.783 | 0.943 | 0.897 | 0.890 | 0.735 |",
-        f"| **this model** | " + " | ".join(f"{m[k]:.3f}" for k in keys) + " |", "",
+        "| **this model** | " + " | ".join(f"{m[k]:.3f}" for k in keys) + " |", "",
         "Proofreading simulation (k highest uncertainty peak patches corrected):", "",
         "| k | avAP | AP50 | AP75 | Recall@0.8 | DSB avAP |", "|---|---|---|---|---|---|",
         *[f"| {r['k']} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |" for r in m["simulation"]], "",

@@ -16,8 +16,16 @@ import time
 import numpy as np
 import torch
 
-from napari_probseg.data import (Well, available_wells, default_data_dir, load_image, load_masks, load_well, make_well,
-                                 pad_masks)
+from napari_probseg.data import (
+    Well,
+    available_wells,
+    default_data_dir,
+    load_image,
+    load_masks,
+    load_well,
+    make_well,
+    pad_masks,
+)
 from napari_probseg.train import TrainConfig, export_weights, train
 
 _COMMON = dict(warmup=200, lr=1e-3, overlap_weight=3.0, ce_weight=10.0, seed=0, batch=4, crop=256)

@@ -4,8 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_probseg.counts import (Calibration, count_errors, count_inputs, count_interval, cross_fit, fit_calibration,
-                                   phenotype_counts, point_estimate, spread)
+from napari_probseg.counts import (
+    Calibration,
+    count_errors,
+    count_inputs,
+    count_interval,
+    cross_fit,
+    fit_calibration,
+    phenotype_counts,
+    point_estimate,
+    spread,
+)
 
 
 def inputs(q, draws, area=None, binarised=None):

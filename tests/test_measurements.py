@@ -9,8 +9,15 @@ from skimage.draw import polygon
 from skimage.measure import perimeter_crofton, regionprops
 
 from napari_probseg.data import load_masks
-from napari_probseg.measurements import (columns, matched_shape_errors, measure_instances, measure_labels,
-                                         shape_measures, summarise, write_table)
+from napari_probseg.measurements import (
+    columns,
+    matched_shape_errors,
+    measure_instances,
+    measure_labels,
+    shape_measures,
+    summarise,
+    write_table,
+)
 
 
 def bar(length: float, width: float, degrees: float, size: int = 300) -> np.ndarray:

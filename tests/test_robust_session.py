@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_probseg import autosave as A, edits as E, peaks as P, session as S, session_file as F, targets as T
+from napari_probseg import autosave as A
+from napari_probseg import session as S
+from napari_probseg import session_file as F
+from napari_probseg import targets as T
 from napari_probseg.inference import Prediction
 
 from .test_session import toy_session

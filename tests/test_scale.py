@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_probseg.scale import (TRAINING_WORM_WIDTH, choose_scale, prediction_to_shape, predict_at_scale,
-                                  resample_image, resample_stack, worm_width)
+from napari_probseg.scale import (
+    TRAINING_WORM_WIDTH,
+    choose_scale,
+    predict_at_scale,
+    prediction_to_shape,
+    resample_image,
+    resample_stack,
+    worm_width,
+)
 
 SAMPLE = "src/napari_probseg/sample_data/C10.tif"
 

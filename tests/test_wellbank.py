@@ -1,7 +1,6 @@
 """The GPU training path (WellBank + batched loss), run here on the CPU."""
 import numpy as np
 import torch
-
 import torch.nn.functional as F
 
 from napari_probseg.losses import REG_WEIGHT, class_target, discriminative_loss, discriminative_loss_batched, total_loss

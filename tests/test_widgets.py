@@ -16,15 +16,16 @@ pytest.importorskip("pytestqt")
 from napari.utils.notifications import Notification, notification_manager  # noqa: E402
 from qtpy.QtCore import Qt  # noqa: E402
 
-from napari_probseg import autosave as A, edits as E, peaks as P, session as S, session_file as F, targets as T  # noqa: E402
+from napari_probseg import autosave as A  # noqa: E402
+from napari_probseg import session as S
+from napari_probseg._layers import channel_layers as _channel_layers  # noqa: E402
+from napari_probseg._widgets import InferenceWidget, MeasureWidget, ProofreadingWidget, TrainingWidget  # noqa: E402
+from napari_probseg._widgets._common import camera, docked  # noqa: E402
 from napari_probseg.checkpoint import PostprocessConfig, save_checkpoint  # noqa: E402
 from napari_probseg.inference import Prediction, bernoulli_entropy, uncertainty_peaks  # noqa: E402
 from napari_probseg.models import load_model  # noqa: E402
 from napari_probseg.outputs import write_prediction  # noqa: E402
 from napari_probseg.sample_data import load_sample  # noqa: E402
-from napari_probseg._widgets import InferenceWidget, MeasureWidget, ProofreadingWidget, TrainingWidget  # noqa: E402
-from napari_probseg._widgets._common import camera, docked  # noqa: E402
-from napari_probseg._layers import channel_layers as _channel_layers  # noqa: E402
 
 from .conftest import tiny_model  # noqa: E402
 
@@ -50,7 +51,7 @@ def notes():
 
 def add_crop(viewer, name: str = "C10") -> np.ndarray:
     raw = load_sample("C10")[CROP]
-    for data, kwargs, kind in _channel_layers(raw, name, "sample:C10"):
+    for data, kwargs, _kind in _channel_layers(raw, name, "sample:C10"):
         viewer.add_image(data, **kwargs)
     return raw
 
@@ -352,7 +353,7 @@ def test_field_without_worms_gives_an_empty_result_everywhere(make_napari_viewer
     list, no error; the proofreading dock walks nothing and fine-tuning on the empty labels starts."""
     viewer = make_napari_viewer(show=True)
     raw = load_sample("C10")[:, :64, :64]
-    for data, kwargs, kind in _channel_layers(raw, "corner", "sample:C10"):
+    for data, kwargs, _kind in _channel_layers(raw, "corner", "sample:C10"):
         viewer.add_image(data, **kwargs)
     w = InferenceWidget(viewer)
     viewer.window.add_dock_widget(w, name="Segment worms")
@@ -413,7 +414,7 @@ def test_measure_dock_hover_count_and_export(make_napari_viewer, qtbot, tmp_path
     # hovering a worm shows its measurements in the status bar
     y, x = np.argwhere(labels.data == 2)[0]
     status = str(labels.get_status((y, x), world=True))
-    assert f"length_px: " in status and "straightness" in status
+    assert "length_px: " in status and "straightness" in status
     # export: the CSV is the features table
     path = w.export(tmp_path / "worms.csv")
     rows = list(csv.DictReader(open(path)))

@@ -7,8 +7,8 @@ when the dock is opened or the layer selected.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ._layers import LayerData, session_layer_data
 from .session import Session

@@ -169,10 +169,10 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
     """Segment one well, write its outputs, then its marker; never raises (errors become a marker)."""
     import torch
 
+    from .counts import count_summary
     from .data import InputError
     from .devices import pick_device
     from .inference import predict
-    from .counts import count_summary
     from .measurements import channel_tags, measure_prediction
     from .outputs import write_prediction
 
@@ -236,7 +236,6 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
     from .checkpoint import load_checkpoint
     from .data import InputError
     from .models import resolve_model
-
     from .validation import check, check_optional, check_writable_dir
 
     workers = check("workers", workers, "workers")

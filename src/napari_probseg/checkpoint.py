@@ -39,7 +39,7 @@ class PostprocessConfig:
     mc_draws: int = 8
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PostprocessConfig":
+    def from_dict(cls, d: dict) -> PostprocessConfig:
         """From a checkpoint header; older files called ``cluster_radius`` ``threshold``.
 
         Unknown keys are refused (a typo must not silently fall back to a default).

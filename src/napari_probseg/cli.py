@@ -72,9 +72,9 @@ def _unique_stems(specs: list[str], stems: list[str]) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .counts import count_inputs, count_interval
     from .data import validate_image
     from .devices import pick_device
-    from .counts import count_inputs, count_interval
     from .inference import predict
     from .models import load_model
     from .outputs import output_paths, render_overview, write_prediction
@@ -98,7 +98,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for image, stem in inputs:
         bar = tqdm(total=args.draws or lm.postprocess.mc_draws, desc=f"{stem}: MC draws", unit="draw")
         pred = predict(lm.model, image, lm.postprocess, args.draws, args.binarize, device, args.seed,
-                       progress=lambda d, t: bar.update(1))
+                       progress=lambda d, t, bar=bar: bar.update(1))
         bar.close()
         meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "binarize": pred.binarize,
                 "seed": args.seed}

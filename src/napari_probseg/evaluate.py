@@ -18,14 +18,14 @@ import numpy as np
 from .checkpoint import PostprocessConfig
 from .counts import count_inputs, evaluate_counts
 from .data import InputError, available_wells, default_data_dir, load_image, load_masks, read_split
+from .devices import pick_device
 from .inference import PATCH, Prediction, bernoulli_entropy, predict, uncertainty_peaks
 from .masks import nonempty
 from .measurements import matched_shape_errors
 from .metrics import aggregate, coco_ap, image_scores
+from .models import load_model
 from .review import write_review_csv
 from .review_metrics import review_summary, score_well
-from .models import load_model
-from .devices import pick_device
 from .uncertainty_metrics import simulate_proofreading, uncertainty_counts, uncertainty_curves
 
 PAPER_TABLE1 = {

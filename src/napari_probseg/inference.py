@@ -7,22 +7,23 @@ draws (``should_stop``), so a GUI never has to kill a thread.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
 from .checkpoint import PostprocessConfig
-from .data import validate_image, normalize
+from .data import normalize, validate_image
+from .devices import cpu_supports_bf16
 from .masks import labels_from_instances, mask_iou, nonempty  # noqa: F401 (nonempty: re-exported)
 from .model import UNet
-from .devices import cpu_supports_bf16
 from .peaks import PATCH, Peak, uncertainty_peaks  # noqa: F401 (re-exported: one copy, torch-free)
 from .postprocess import embeddings_to_instances
-from .uncertainty_metrics import bernoulli_entropy, peak_patches
+from .uncertainty_metrics import bernoulli_entropy
+
 
 class Cancelled(Exception):
     """Raised by ``predict`` when ``should_stop`` asked it to stop."""

@@ -85,7 +85,7 @@ class _Region:
     mass: float
 
 
-def _weight(p: np.ndarray, cfg: "ReviewConfig") -> np.ndarray:
+def _weight(p: np.ndarray, cfg: ReviewConfig) -> np.ndarray:
     if cfg.weight == "entropy":
         return bernoulli_entropy(p) / LN2
     return 2.0 * np.minimum(p, 1.0 - p)

@@ -21,8 +21,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from .metrics import aggregate, image_scores
 from .masks import drop_empty, mask_iou
+from .metrics import aggregate, image_scores
 from .uncertainty_metrics import correct_instances
 
 RADIUS = 10  # px

@@ -22,7 +22,7 @@ class SafeNpz:
         self.zf = zipfile.ZipFile(path)
         self.files = [n[:-4] for n in self.zf.namelist() if n.endswith(".npy")]
 
-    def __enter__(self) -> "SafeNpz":
+    def __enter__(self) -> SafeNpz:
         return self
 
     def __exit__(self, *exc: object) -> None:

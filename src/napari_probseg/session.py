@@ -64,7 +64,7 @@ class Session:
 
     # ---- construction -----------------------------------------------------------
     @classmethod
-    def from_prediction(cls, pred, image_name: str, image: np.ndarray | None = None, **kw) -> "Session":
+    def from_prediction(cls, pred, image_name: str, image: np.ndarray | None = None, **kw) -> Session:
         """A fresh session from ``inference.predict``: labels start as the binarised instances."""
         cut = pred.binarize
         return cls(image_name, pred.probabilities, pred.entropy, labels_from_instances(pred.instances), list(pred.peaks),
@@ -87,14 +87,14 @@ class Session:
         return save(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Session":
+    def load(cls, path: str | Path) -> Session:
         """Read a session file; any problem becomes a SessionError naming the file."""
         from .session_file import load
 
         return load(path)
 
     @classmethod
-    def from_probabilities_file(cls, path: str | Path) -> "Session":
+    def from_probabilities_file(cls, path: str | Path) -> Session:
         """A session from ``probseg predict``'s ``<stem>_probabilities.npz`` (+ ``_peaks.csv``)."""
         from .session_file import from_probabilities_file
 

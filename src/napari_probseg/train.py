@@ -13,18 +13,18 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 
 from .checkpoint import CheckpointError, PostprocessConfig, build_model, read_checkpoint, save_checkpoint
-from .devices import cpu_supports_bf16, pick_device
 from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, dihedral_batch, load_well, random_warp_batch
+from .devices import cpu_supports_bf16, pick_device
 from .losses import total_loss
-from .validation import InputError
 from .model import ModelConfig, UNet
+from .validation import InputError
 from .wellbank import WellBank, same_size
 
 _CALIBRATE_AT = (50, 300, 1000)  # steps after which a time-budgeted run re-estimates its length

@@ -19,14 +19,14 @@ the mean rewards neither dropping worms nor keeping fragments.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from .data import available_wells, load_masks, load_image, read_split
+from .data import available_wells, load_image, load_masks, read_split
 from .inference import forward_draws, prepare_input
 from .metrics import aggregate, image_scores
 from .model import UNet

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("napari_probseg")
 
-def docked(viewer: "napari.Viewer", kind: type) -> Any | None:
+def docked(viewer: napari.Viewer, kind: type) -> Any | None:
     """The dock of class ``kind`` open in this viewer's window, if any.
 
     Why napari's own list (``Window.dock_widgets``) and not a registry of ours: a dock
@@ -64,7 +65,7 @@ class Failed:
     message: str
 
 
-def bind_keys(viewer: "napari.Viewer", callbacks: dict[str, Any]) -> list[str]:
+def bind_keys(viewer: napari.Viewer, callbacks: dict[str, Any]) -> list[str]:
     """Bind the dock's keys on the viewer without replacing anyone else's binding.
 
     Why: ``bind_key(..., overwrite=True)`` silently took over keys a user (or another
@@ -95,7 +96,7 @@ class Relay(QObject):
     train_step = Signal(int, object)
 
 
-def layers_with(viewer: "napari.Viewer", key: str, value: Any = None) -> Iterator[Any]:
+def layers_with(viewer: napari.Viewer, key: str, value: Any = None) -> Iterator[Any]:
     """Layers whose metadata has ``key`` (equal to ``value`` when given), newest first."""
     for layer in reversed(list(viewer.layers)):
         md = layer.metadata or {}
@@ -103,24 +104,24 @@ def layers_with(viewer: "napari.Viewer", key: str, value: Any = None) -> Iterato
             yield layer
 
 
-def session_labels_layers(viewer: "napari.Viewer") -> list[Any]:
+def session_labels_layers(viewer: napari.Viewer) -> list[Any]:
     """Labels layers that carry a proofreading session, newest first."""
     return [l for l in layers_with(viewer, "probseg_session") if l._type_string == "labels"]
 
 
-def camera(viewer: "napari.Viewer") -> Any:
+def camera(viewer: napari.Viewer) -> Any:
     """The camera model (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None else viewer.camera
 
 
-def canvas_size(viewer: "napari.Viewer") -> tuple[int, int]:
+def canvas_size(viewer: napari.Viewer) -> tuple[int, int]:
     canvas = getattr(viewer, "canvas", None)
     size = canvas.size if canvas is not None else getattr(viewer, "_canvas_size", (600, 800))
     return tuple(int(v) for v in size)  # type: ignore[return-value]
 
 
-def open_dock(viewer: "napari.Viewer", name: str) -> Any | None:
+def open_dock(viewer: napari.Viewer, name: str) -> Any | None:
     """Open (or reveal) one of this plugin's dock widgets; None when the plugin is not registered."""
     try:
         _, widget = viewer.window.add_plugin_dock_widget("napari-probseg", name)

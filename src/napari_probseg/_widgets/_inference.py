@@ -15,8 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                            QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from . import _common as C
 from ._measure import set_layer_features
@@ -49,7 +60,7 @@ class InferenceWidget(QWidget):
 
     finished = Signal(object)  # the new Session
 
-    def __init__(self, napari_viewer: "napari.Viewer"):
+    def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
         self._loaded = None  # LoadedModel used for channel count and info
@@ -282,7 +293,7 @@ class InferenceWidget(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
-    def _on_done(self, job: Job, res: "Segmented | C.Cancelled | C.Failed") -> None:
+    def _on_done(self, job: Job, res: Segmented | C.Cancelled | C.Failed) -> None:
         if isinstance(res, C.Cancelled):
             self.status.setText("cancelled")
             C.info("Inference cancelled; nothing was added.")
@@ -352,7 +363,7 @@ class Segmented:
     table: dict  # measurements.measure_prediction's per-worm table
 
 
-def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> "Segmented | C.Cancelled | C.Failed":
+def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> Segmented | C.Cancelled | C.Failed:
     """Worker body: load, predict, free the GPU cache; expected failures become a message."""
     import torch
 

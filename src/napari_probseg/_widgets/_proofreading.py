@@ -17,14 +17,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QListWidget, QProgressBar,
-                            QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import edits as E
 from ..autosave import autosave as autosave_session
+from ..review_queue import MODES, ReviewQueue
 from ..session import Session, SessionError
 from ..session_file import SUFFIX
-from ..review_queue import MODES, ReviewQueue
 from . import _common as C
 
 if TYPE_CHECKING:
@@ -38,7 +49,7 @@ COLOURS = {"open": (0.0, 1.0, 1.0, 1.0), "reviewed": (0.2, 1.0, 0.2, 1.0), "curr
 class ProofreadingWidget(QWidget):
     """Dock 'Proofreading': ranked review items (or patches), navigation, merge/split/erase/replace, save."""
 
-    def __init__(self, napari_viewer: "napari.Viewer"):
+    def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
         self.session: Session | None = None
@@ -377,7 +388,7 @@ class ProofreadingWidget(QWidget):
             return []
 
 
-def _forward(ref: "weakref.ref[ProofreadingWidget]", method: str) -> Any:
+def _forward(ref: weakref.ref[ProofreadingWidget], method: str) -> Any:
     """A key callback that forwards to the dock while it exists (no strong reference)."""
 
     def callback(viewer: Any) -> None:

@@ -13,8 +13,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                            QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..peaks import mean_peak_entropy
 from ..session import Session
@@ -29,7 +40,7 @@ if TYPE_CHECKING:
 class TrainingWidget(QWidget):
     """Dock 'Fine-tune': train on corrected labels, live loss, Stop, save-as."""
 
-    def __init__(self, napari_viewer: "napari.Viewer"):
+    def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = None
@@ -211,7 +222,7 @@ class TrainingWidget(QWidget):
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
 
-    def _on_done(self, res: "Path | C.Failed") -> None:
+    def _on_done(self, res: Path | C.Failed) -> None:
         self.plot.redraw()
         if isinstance(res, C.Failed):
             self.status.setText("failed")
@@ -264,7 +275,7 @@ class TrainingWidget(QWidget):
 
 
 def _fine_tune(cfg: Any, init: str, name: str, image: np.ndarray, masks: np.ndarray, extra: list[str],
-               relay: C.Relay, stop: threading.Event) -> "Path | C.Failed":
+               relay: C.Relay, stop: threading.Event) -> Path | C.Failed:
     """Worker body: build the wells, train; the checkpoint Path, or the failure's message."""
     from ..checkpoint import CheckpointError
     from ..data import CHANNEL_TAGS, InputError, Well, load_well, normalize, validate_image
