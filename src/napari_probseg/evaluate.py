@@ -44,7 +44,9 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
                    tune: bool = False, seed: int = 0, reuse: str | None = None) -> dict:
     """Evaluate ``model`` on ``split``; with ``reuse`` (an earlier evaluation folder) the saved
     per-instance probabilities are read back instead of running the network, and every metric,
-    review list and report figure is recomputed from them (same model and settings required)."""
+    review list and report figure is recomputed from them (same model and settings required).
+    Long because it is the one pass over the wells that feeds every table; each table is
+    computed by its own module (metrics, uncertainty_metrics, review_metrics, counts)."""
     from tqdm import tqdm
 
     data_dir = Path(data) if data else default_data_dir()

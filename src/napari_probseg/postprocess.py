@@ -110,7 +110,8 @@ def mean_shift(
     for at most ``iters`` steps.  A seed stops once its step is below 1e-3 bandwidth, and
     seeds that meet while climbing continue as one.  Converged seeds closer than one
     bandwidth are merged, keeping the densest first (as scikit-learn does).  ``seed``
-    fixes the random subsets; the result is deterministic given it.
+    fixes the random subsets; the result is deterministic given it.  One function, not
+    several, because the seed bookkeeping (dropped, merged, converged) is shared state of one loop.
     """
     if points.shape[0] == 0:
         return points.new_zeros((0, points.shape[1]))
