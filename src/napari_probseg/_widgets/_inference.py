@@ -19,13 +19,13 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                             QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from . import _common as C
+from ._channels import LayerInfo, duplicates, match_channels
 from ._measure import set_layer_features
 
 if TYPE_CHECKING:
     import napari
 
 CHECKPOINT_ITEM = "checkpoint file..."
-GUESS = [("fluo", "w1", "sytox"), ("bright", "w2", "bf")]
 
 
 @dataclass
@@ -85,6 +85,10 @@ class InferenceWidget(QWidget):
         self.model_info.setWordWrap(True)
         self.layer_combos = [QComboBox(), QComboBox()]
         self.layer_labels = [QLabel("Fluorescence (w1)"), QLabel("Brightfield (w2)")]
+        self._chosen = [False, False]  # the user picked this box's layer: refreshes keep it
+        for k, combo in enumerate(self.layer_combos):
+            combo.currentTextChanged.connect(lambda _t, k=k: self._on_pick(k))
+        self.channel_warning = QLabel("", wordWrap=True, visible=False, styleSheet="color: #ff5050; font-weight: bold")
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
         self.draws = C.int_box("draws", 8)
@@ -100,6 +104,7 @@ class InferenceWidget(QWidget):
         form.addRow(self.model_info)
         for lab, combo in zip(self.layer_labels, self.layer_combos):
             form.addRow(lab, combo)
+        form.addRow(self.channel_warning)
         form.addRow("Device", self.device)
         form.addRow("MC draws", self.draws)
         form.addRow("Binarise at", self.binarize)
@@ -181,6 +186,7 @@ class InferenceWidget(QWidget):
         self.layer_labels[0].setText("Fluorescence (w1)" if n == 2 else "Image")
         for w in (self.layer_labels[1], self.layer_combos[1]):
             w.setVisible(n == 2)
+        self._check_channels()
 
     # ---- layers --------------------------------------------------------------------
     def _on_layers_changed(self, event: Any) -> None:
@@ -188,16 +194,33 @@ class InferenceWidget(QWidget):
         self._refresh_layers()
 
     def _refresh_layers(self, *_: Any) -> None:
-        names = [l.name for l in self.viewer.layers if l._type_string == "image" and "probseg_role" not in l.metadata]
-        for k, combo in enumerate(self.layer_combos):
-            current = combo.currentText()
+        """Refill the boxes; layers are matched to channels by recorded tag or name (``_channels``)."""
+        layers = [l for l in self.viewer.layers if l._type_string == "image" and "probseg_role" not in l.metadata]
+        infos = [LayerInfo(l.name, (l.metadata or {}).get("probseg_channel"), (l.metadata or {}).get("probseg_image_name"))
+                 for l in layers]
+        self._chosen = [c and self.layer_combos[k].currentText() in self.viewer.layers for k, c in enumerate(self._chosen)]
+        picks = match_channels(infos, 2, [c.currentText() for c in self.layer_combos], self._chosen)
+        for combo, pick in zip(self.layer_combos, picks):
             combo.blockSignals(True)
             combo.clear()
-            combo.addItems(names)
-            guess = next((n for n in names if any(g in n.lower() for g in GUESS[k])), None)
-            pick = current if current in names else guess or (names[min(k, len(names) - 1)] if names else "")
+            combo.addItems([i.name for i in infos])
             combo.setCurrentText(pick)
             combo.blockSignals(False)
+        self._check_channels()
+
+    def _on_pick(self, k: int) -> None:
+        """A box changed outside ``_refresh_layers`` (the user): keep that choice, re-check duplicates."""
+        self._chosen[k] = True
+        self._check_channels()
+
+    def _check_channels(self) -> list[str]:
+        """Show (and return) the layers chosen for more than one channel."""
+        n = self._loaded.model.cfg.in_channels if self._loaded is not None else 2
+        dup = duplicates([c.currentText() for c in self.layer_combos[:n]])
+        self.channel_warning.setText(f"'{dup[0]}' is chosen for both channels: choose the fluorescence (w1) "
+                                     "and the brightfield (w2) layer." if dup else "")
+        self.channel_warning.setVisible(bool(dup))
+        return dup
 
     def _capture(self) -> Job | None:
         """Check the chosen layers and copy their data; None (after a notification) if unusable."""
@@ -209,6 +232,9 @@ class InferenceWidget(QWidget):
             C.error("No usable model: choose a bundled model or a .safetensors checkpoint first.")
             return None
         n = self._loaded.model.cfg.in_channels
+        if dup := self._check_channels():
+            return C.error(f"'{dup[0]}' is chosen for both channels; Run needs the fluorescence (w1) "
+                           "and the brightfield (w2) layer: choose them in the boxes.")
         layers = []
         for combo in self.layer_combos[:n]:
             name = combo.currentText()
