@@ -463,3 +463,34 @@ def test_channels_match_when_a_session_is_reopened_with_the_dock_open(make_napar
     assert [c.currentText() for c in w.layer_combos] == ["scan A", "scan B"] and w.channel_warning.isHidden()
     assert not errors(notes)
 
+
+def test_shortcuts_work_after_clicking_a_row_and_are_listed(make_napari_viewer, qtbot, tmp_path, notes):
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(bars_session(tmp_path)), plugin="napari-probseg")
+    dock: ProofreadingWidget = open_dock(viewer, "Proofreading")
+    dock.show_list("patches")
+    lst = dock.peak_list
+    assert lst.count() >= 2
+    window = viewer.window._qt_window
+    window.activateWindow()  # as after a click on the window (no window manager under Xvfb)
+    qtbot.waitUntil(window.isActiveWindow)
+    qtbot.mouseClick(lst.viewport(), Qt.LeftButton, pos=lst.visualItemRect(lst.item(0)).center())
+    assert dock.current == 0 and lst.hasFocus()  # the list has the keyboard now
+    qtbot.keyClick(lst, Qt.Key_N)
+    assert dock.current == 1 and lst.currentRow() == 1
+    qtbot.keyClick(lst, Qt.Key_N, Qt.ShiftModifier)
+    assert dock.current == 0
+    qtbot.keyClick(lst, Qt.Key_R, Qt.ShiftModifier)
+    assert dock.bar.value() == 1 and dock.current == 1
+    dock.buttons["merge"].setFocus()  # any widget of the dock
+    qtbot.keyClick(dock.buttons["merge"], Qt.Key_N)
+    assert dock.current == min(2, lst.count() - 1)
+    # the help lists the shortcuts: a click shows the table (hovering shows it as a tooltip)
+    from napari_probseg._widgets._keys import ShortcutsHelp
+
+    helper = dock.findChild(ShortcutsHelp)
+    assert helper.table.isHidden()
+    qtbot.mouseClick(helper.button, Qt.LeftButton)
+    text = helper.table.text()
+    assert not helper.table.isHidden() and all(k in text for k in ("<b>N</b>", "Shift+N", "Shift+R"))
+    assert helper.button.toolTip() == text and not errors(notes)
