@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,27 +20,12 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
 from . import _common as C
 from ._channels import LayerInfo, duplicates, match_channels
 from ._measure import set_layer_features
+from ._segment_job import Job, Segmented, infer
 
 if TYPE_CHECKING:
     import napari
 
 CHECKPOINT_ITEM = "checkpoint file..."
-
-
-@dataclass
-class Job:
-    """Everything a run needs, captured on the GUI thread when Run is pressed."""
-
-    model: str
-    image: np.ndarray  # [C,H,W] copy of the chosen layers
-    image_name: str
-    source: str
-    layers: list[dict]  # name, unique id, scale, translate of each source layer
-    device: str
-    draws: int
-    binarize: float  # probability at which an instance mask is cut
-    seed: int
-    min_size: int = 50  # pixels: smaller clusters are dropped
 
 
 class InferenceWidget(QWidget):
@@ -289,7 +273,7 @@ class InferenceWidget(QWidget):
         self.status.setText(f"segmenting {job.image_name} on {job.device}...")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.worker = create_worker(_infer, job, self.relay, self._stop, _start_thread=False)
+        self.worker = create_worker(infer, job, self.relay, self._stop, _start_thread=False)
         self.worker.returned.connect(lambda res, job=job: self._on_done(job, res))
         self.worker.errored.connect(lambda exc: C.error(f"Inference failed: {exc}"))
         self.worker.finished.connect(self._on_finished)
@@ -367,48 +351,3 @@ class InferenceWidget(QWidget):
         measure = C.docked(self.viewer, MeasureWidget)
         if measure is not None:
             measure._refresh()
-
-
-@dataclass(frozen=True)
-class Segmented:
-    """What a finished inference worker hands to the GUI thread."""
-
-    prediction: Any  # inference.Prediction
-    meta: dict
-    table: dict  # measurements.measure_prediction's per-worm table
-
-
-def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> "Segmented | C.Cancelled | C.Failed":
-    """Worker body: load, predict, free the GPU cache; expected failures become a message."""
-    import torch
-
-    from ..checkpoint import CheckpointError
-    from ..data import InputError
-    from ..inference import Cancelled, predict
-    from ..models import load_model
-
-    t0 = time.perf_counter()
-    try:
-        lm = load_model(job.model, job.device)
-        lm.postprocess = replace(lm.postprocess, min_size=job.min_size)
-        # RENAME: binarize - positional here; predict's keyword is still threshold= in today's core
-        pred = predict(lm.model, job.image, lm.postprocess, job.draws, job.binarize, job.device, job.seed,
-                       progress=relay.progress.emit, should_stop=stop.is_set)
-        from ..counts import count_inputs
-        from ..measurements import channel_tags, measure_prediction
-
-        table = measure_prediction(pred, job.image, channel_tags(len(job.image)))
-        meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": job.draws,
-                "binarize": job.binarize, "seed": job.seed, "device": job.device,
-                "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - t0,
-                "count_inputs": count_inputs(pred.probabilities, pred.instances, pred.draw_counts)}
-        return Segmented(pred, meta, table)
-    except Cancelled:
-        return C.Cancelled()
-    except (CheckpointError, InputError, ValueError, RuntimeError, OSError) as exc:
-        C.log.exception("inference failed")
-        return C.Failed(f"Inference failed: {exc}")
-    finally:
-        if job.device.startswith("cuda"):
-            torch.cuda.empty_cache()
