@@ -146,7 +146,10 @@ def test_cancel_and_bad_input(make_napari_viewer, qtbot, tiny_checkpoint, tmp_pa
     assert "No image layer" in errors(notes)[-1]
 
     viewer.add_image(np.random.rand(2, 64, 64), name="stack")
+    assert w.run() is None and "'stack' is chosen for both channels" in errors(notes)[-1]  # the only layer
+    viewer.add_image(np.random.rand(64, 64), name="plain")
     w.layer_combos[0].setCurrentText("stack")
+    w.layer_combos[1].setCurrentText("plain")
     assert w.run() is None and "shape (2, 64, 64)" in errors(notes)[-1]
     viewer.add_image(np.random.randint(0, 255, (64, 64, 3), np.uint8), name="rgb", rgb=True)
     w.layer_combos[0].setCurrentText("rgb")
@@ -420,3 +423,75 @@ def test_measure_dock_hover_count_and_export(make_napari_viewer, qtbot, tmp_path
     rows = list(csv.DictReader(open(path)))
     assert [int(r["label"]) for r in rows] == list(f["label"]) and "mean_intensity_w1" in rows[0]
     assert not errors(notes)
+
+
+def pick_layer(combo, name: str) -> None:
+    """Choose a layer in a box as a user does (the index changes outside the dock's refresh)."""
+    combo.setCurrentIndex(combo.findText(name))
+    combo.activated.emit(combo.currentIndex())
+
+
+def test_channels_match_when_the_dock_is_opened_before_the_sample(make_napari_viewer, qtbot, tiny_checkpoint, notes):
+    viewer = make_napari_viewer(show=True)
+    w: InferenceWidget = open_dock(viewer, "Segment worms")  # the dock first (issue 16, item 1) ...
+    viewer.open_sample("napari-probseg", "C10")  # ... then File > Open Sample > C10 (brightfield arrives first)
+    assert [c.currentText() for c in w.layer_combos] == ["C10 fluorescence", "C10 brightfield"]
+    assert w.channel_warning.isHidden()
+    assert viewer.layers["C10 fluorescence"].metadata["probseg_channel"] == "fluorescence"
+
+    # one layer in both boxes: a visible warning, and Run refuses with a message
+    w.set_model(tiny_checkpoint)
+    pick_layer(w.layer_combos[0], "C10 brightfield")
+    assert not w.channel_warning.isHidden() and "both channels" in w.channel_warning.text()
+    qtbot.mouseClick(w.run_button, Qt.LeftButton)
+    assert w.worker is None and "'C10 brightfield' is chosen for both channels" in errors(notes)[-1]
+    # the user's choice survives a new layer; putting fluorescence back clears the warning
+    viewer.add_image(np.zeros((8, 8)), name="notes")
+    assert w.layer_combos[0].currentText() == "C10 brightfield"
+    pick_layer(w.layer_combos[0], "C10 fluorescence")
+    assert w.channel_warning.isHidden()
+    job = w._capture()
+    np.testing.assert_array_equal(job.image[0], viewer.layers["C10 fluorescence"].data)
+    np.testing.assert_array_equal(job.image[1], viewer.layers["C10 brightfield"].data)
+
+
+def test_channels_match_when_a_session_is_reopened_with_the_dock_open(make_napari_viewer, qtbot, tmp_path, notes):
+    viewer = make_napari_viewer(show=True)
+    w: InferenceWidget = open_dock(viewer, "Segment worms")
+    s = S.Session.load(bars_session(tmp_path))
+    s.channel_names = ["scan A", "scan B"]  # names that say nothing: only the recorded channel can tell
+    viewer.open(str(s.save(tmp_path / "renamed.probseg.npz")), plugin="napari-probseg")
+    assert [c.currentText() for c in w.layer_combos] == ["scan A", "scan B"] and w.channel_warning.isHidden()
+    assert not errors(notes)
+
+
+def test_shortcuts_work_after_clicking_a_row_and_are_listed(make_napari_viewer, qtbot, tmp_path, notes):
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(bars_session(tmp_path)), plugin="napari-probseg")
+    dock: ProofreadingWidget = open_dock(viewer, "Proofreading")
+    dock.show_list("patches")
+    lst = dock.peak_list
+    assert lst.count() >= 2
+    window = viewer.window._qt_window
+    window.activateWindow()  # as after a click on the window (no window manager under Xvfb)
+    qtbot.waitUntil(window.isActiveWindow)
+    qtbot.mouseClick(lst.viewport(), Qt.LeftButton, pos=lst.visualItemRect(lst.item(0)).center())
+    assert dock.current == 0 and lst.hasFocus()  # the list has the keyboard now
+    qtbot.keyClick(lst, Qt.Key_N)
+    assert dock.current == 1 and lst.currentRow() == 1
+    qtbot.keyClick(lst, Qt.Key_N, Qt.ShiftModifier)
+    assert dock.current == 0
+    qtbot.keyClick(lst, Qt.Key_R, Qt.ShiftModifier)
+    assert dock.bar.value() == 1 and dock.current == 1
+    dock.buttons["merge"].setFocus()  # any widget of the dock
+    qtbot.keyClick(dock.buttons["merge"], Qt.Key_N)
+    assert dock.current == min(2, lst.count() - 1)
+    # the help lists the shortcuts: a click shows the table (hovering shows it as a tooltip)
+    from napari_probseg._widgets._keys import ShortcutsHelp
+
+    helper = dock.findChild(ShortcutsHelp)
+    assert helper.table.isHidden()
+    qtbot.mouseClick(helper.button, Qt.LeftButton)
+    text = helper.table.text()
+    assert not helper.table.isHidden() and all(k in text for k in ("<b>N</b>", "Shift+N", "Shift+R"))
+    assert helper.button.toolTip() == text and not errors(notes)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,29 +29,14 @@ from qtpy.QtWidgets import (
 )
 
 from . import _common as C
+from ._channels import LayerInfo, duplicates, match_channels
 from ._measure import set_layer_features
+from ._segment_job import Job, Segmented, infer
 
 if TYPE_CHECKING:
     import napari
 
 CHECKPOINT_ITEM = "checkpoint file..."
-GUESS = [("fluo", "w1", "sytox"), ("bright", "w2", "bf")]
-
-
-@dataclass
-class Job:
-    """Everything a run needs, captured on the GUI thread when Run is pressed."""
-
-    model: str
-    image: np.ndarray  # [C,H,W] copy of the chosen layers
-    image_name: str
-    source: str
-    layers: list[dict]  # name, unique id, scale, translate of each source layer
-    device: str
-    draws: int
-    binarize: float  # probability at which an instance mask is cut
-    seed: int
-    min_size: int = 50  # pixels: smaller clusters are dropped
 
 
 class InferenceWidget(QWidget):
@@ -96,6 +80,10 @@ class InferenceWidget(QWidget):
         self.model_info.setWordWrap(True)
         self.layer_combos = [QComboBox(), QComboBox()]
         self.layer_labels = [QLabel("Fluorescence (w1)"), QLabel("Brightfield (w2)")]
+        self._chosen = [False, False]  # the user picked this box's layer: refreshes keep it
+        for k, combo in enumerate(self.layer_combos):
+            combo.currentTextChanged.connect(lambda _t, k=k: self._on_pick(k))
+        self.channel_warning = QLabel("", wordWrap=True, visible=False, styleSheet="color: #ff5050; font-weight: bold")
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
         self.draws = C.int_box("draws", 8)
@@ -111,6 +99,7 @@ class InferenceWidget(QWidget):
         form.addRow(self.model_info)
         for lab, combo in zip(self.layer_labels, self.layer_combos):
             form.addRow(lab, combo)
+        form.addRow(self.channel_warning)
         form.addRow("Device", self.device)
         form.addRow("MC draws", self.draws)
         form.addRow("Binarise at", self.binarize)
@@ -192,6 +181,7 @@ class InferenceWidget(QWidget):
         self.layer_labels[0].setText("Fluorescence (w1)" if n == 2 else "Image")
         for w in (self.layer_labels[1], self.layer_combos[1]):
             w.setVisible(n == 2)
+        self._check_channels()
 
     # ---- layers --------------------------------------------------------------------
     def _on_layers_changed(self, event: Any) -> None:
@@ -199,16 +189,33 @@ class InferenceWidget(QWidget):
         self._refresh_layers()
 
     def _refresh_layers(self, *_: Any) -> None:
-        names = [l.name for l in self.viewer.layers if l._type_string == "image" and "probseg_role" not in l.metadata]
-        for k, combo in enumerate(self.layer_combos):
-            current = combo.currentText()
+        """Refill the boxes; layers are matched to channels by recorded tag or name (``_channels``)."""
+        layers = [l for l in self.viewer.layers if l._type_string == "image" and "probseg_role" not in l.metadata]
+        infos = [LayerInfo(l.name, (l.metadata or {}).get("probseg_channel"), (l.metadata or {}).get("probseg_image_name"))
+                 for l in layers]
+        self._chosen = [c and self.layer_combos[k].currentText() in self.viewer.layers for k, c in enumerate(self._chosen)]
+        picks = match_channels(infos, 2, [c.currentText() for c in self.layer_combos], self._chosen)
+        for combo, pick in zip(self.layer_combos, picks):
             combo.blockSignals(True)
             combo.clear()
-            combo.addItems(names)
-            guess = next((n for n in names if any(g in n.lower() for g in GUESS[k])), None)
-            pick = current if current in names else guess or (names[min(k, len(names) - 1)] if names else "")
+            combo.addItems([i.name for i in infos])
             combo.setCurrentText(pick)
             combo.blockSignals(False)
+        self._check_channels()
+
+    def _on_pick(self, k: int) -> None:
+        """A box changed outside ``_refresh_layers`` (the user): keep that choice, re-check duplicates."""
+        self._chosen[k] = True
+        self._check_channels()
+
+    def _check_channels(self) -> list[str]:
+        """Show (and return) the layers chosen for more than one channel."""
+        n = self._loaded.model.cfg.in_channels if self._loaded is not None else 2
+        dup = duplicates([c.currentText() for c in self.layer_combos[:n]])
+        self.channel_warning.setText(f"'{dup[0]}' is chosen for both channels: choose the fluorescence (w1) "
+                                     "and the brightfield (w2) layer." if dup else "")
+        self.channel_warning.setVisible(bool(dup))
+        return dup
 
     def _capture(self) -> Job | None:
         """Check the chosen layers and copy their data; None (after a notification) if unusable."""
@@ -220,6 +227,9 @@ class InferenceWidget(QWidget):
             C.error("No usable model: choose a bundled model or a .safetensors checkpoint first.")
             return None
         n = self._loaded.model.cfg.in_channels
+        if dup := self._check_channels():
+            return C.error(f"'{dup[0]}' is chosen for both channels; Run needs the fluorescence (w1) "
+                           "and the brightfield (w2) layer: choose them in the boxes.")
         layers = []
         for combo in self.layer_combos[:n]:
             name = combo.currentText()
@@ -274,7 +284,7 @@ class InferenceWidget(QWidget):
         self.status.setText(f"segmenting {job.image_name} on {job.device}...")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.worker = create_worker(_infer, job, self.relay, self._stop, _start_thread=False)
+        self.worker = create_worker(infer, job, self.relay, self._stop, _start_thread=False)
         self.worker.returned.connect(lambda res, job=job: self._on_done(job, res))
         self.worker.errored.connect(lambda exc: C.error(f"Inference failed: {exc}"))
         self.worker.finished.connect(self._on_finished)
@@ -352,47 +362,3 @@ class InferenceWidget(QWidget):
         measure = C.docked(self.viewer, MeasureWidget)
         if measure is not None:
             measure._refresh()
-
-
-@dataclass(frozen=True)
-class Segmented:
-    """What a finished inference worker hands to the GUI thread."""
-
-    prediction: Any  # inference.Prediction
-    meta: dict
-    table: dict  # measurements.measure_prediction's per-worm table
-
-
-def _infer(job: Job, relay: C.Relay, stop: threading.Event) -> Segmented | C.Cancelled | C.Failed:
-    """Worker body: load, predict, free the GPU cache; expected failures become a message."""
-    import torch
-
-    from ..checkpoint import CheckpointError
-    from ..data import InputError
-    from ..inference import Cancelled, predict
-    from ..models import load_model
-
-    t0 = time.perf_counter()
-    try:
-        lm = load_model(job.model, job.device)
-        lm.postprocess = replace(lm.postprocess, min_size=job.min_size)
-        pred = predict(lm.model, job.image, lm.postprocess, job.draws, binarize=job.binarize, device=job.device, seed=job.seed,
-                       progress=relay.progress.emit, should_stop=stop.is_set)
-        from ..counts import count_inputs
-        from ..measurements import channel_tags, measure_prediction
-
-        table = measure_prediction(pred, job.image, channel_tags(len(job.image)))
-        meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": job.draws,
-                "binarize": job.binarize, "seed": job.seed, "device": job.device,
-                "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - t0,
-                "count_inputs": count_inputs(pred.probabilities, pred.instances, pred.draw_counts)}
-        return Segmented(pred, meta, table)
-    except Cancelled:
-        return C.Cancelled()
-    except (CheckpointError, InputError, ValueError, RuntimeError, OSError) as exc:
-        C.log.exception("inference failed")
-        return C.Failed(f"Inference failed: {exc}")
-    finally:
-        if job.device.startswith("cuda"):
-            torch.cuda.empty_cache()

@@ -6,7 +6,7 @@ calibrated score; a selector shows all items or the paper's 4x4 entropy patches 
 Edits are computed by ``session`` (pure functions) and applied with
 ``Labels.data_setitem`` inside ``block_history`` so each is one Ctrl+Z step.  The
 session is autosaved after every edit (and, debounced, after brush strokes and undo).
-Shortcuts on the viewer: N next entry, Shift-N previous, Shift-R mark reviewed and go on.
+Shortcuts (``_keys``): N next entry, Shift-N previous, Shift-R mark reviewed and go on.
 """
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ from ..review_queue import MODES, ReviewQueue
 from ..session import Session, SessionError
 from ..session_file import SUFFIX
 from . import _common as C
+from . import _keys as K
 
 if TYPE_CHECKING:
     import napari
 
-KEYS = {"n": "next_peak", "Shift-N": "previous_peak", "Shift-R": "accept"}
 VIEW_PX = 128  # side of the field of view around a peak, in image pixels (a worm is ~100 px long)
 COLOURS = {"open": (0.0, 1.0, 1.0, 1.0), "reviewed": (0.2, 1.0, 0.2, 1.0), "current": (1.0, 1.0, 0.0, 1.0)}
 
@@ -65,7 +65,9 @@ class ProofreadingWidget(QWidget):
         napari_viewer.layers.events.inserted.connect(self._on_inserted)
         napari_viewer.layers.events.removed.connect(self._on_removed)
         ref = weakref.ref(self)
-        self.keys_left_alone = C.bind_keys(napari_viewer, {key: _forward(ref, m) for key, m in KEYS.items()})
+        self.keys_left_alone = C.bind_keys(napari_viewer, {key: K.forward(ref, m) for key, (m, _) in K.KEYS.items()})
+        self.shortcuts = K.install(self, self.keys_left_alone)  # also while the list or a button has focus
+        self.layout().addWidget(K.ShortcutsHelp(self.keys_left_alone))
         layers = C.session_labels_layers(napari_viewer)
         if layers:
             self.bind(layers[0])
@@ -387,17 +389,3 @@ class ProofreadingWidget(QWidget):
             C.error(f"Could not open {path}: {exc}")
             return []
 
-
-def _forward(ref: weakref.ref[ProofreadingWidget], method: str) -> Any:
-    """A key callback that forwards to the dock while it exists (no strong reference)."""
-
-    def callback(viewer: Any) -> None:
-        w = ref()
-        if w is not None:
-            try:
-                getattr(w, method)()
-            except RuntimeError:  # the Qt widget was deleted
-                pass
-
-    callback.__name__ = f"probseg_{method}"
-    return callback
