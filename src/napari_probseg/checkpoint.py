@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write
+from .channels import allows_brightfield_only, check_channel_meta
 from .model import ModelConfig, UNet
 
 FORMAT = "napari-probseg/1"
@@ -175,6 +176,9 @@ def validate_header(header: Any, path: str | Path) -> None:
         if key in post and not RANGES[rng].ok(post[key]):
             raise CheckpointError(f"model file {path}: postprocess.{key} must be {RANGES[rng].text()}, "
                                   f"got {post[key]!r}")
+    problem = check_channel_meta(meta)
+    if problem:
+        raise CheckpointError(f"model file {path}: {problem}")
 
 
 def build_model(header: dict, tensors: dict[str, torch.Tensor], path: str | Path) -> UNet:
@@ -211,6 +215,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     header, tensors = read_checkpoint(path)
     model = build_model(header, tensors, path)
     model.to(device).eval()
+    model.brightfield_only = allows_brightfield_only(header.get("meta", {}))  # prepare_input reads it
     return LoadedModel(
         model=model,
         postprocess=PostprocessConfig.from_dict(header.get("postprocess", {})),
