@@ -59,7 +59,8 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Segmented | C.Canc
         from ..counts import count_inputs
         from ..measurements import channel_tags, measure_prediction
 
-        table = measure_prediction(pred, job.image, channel_tags(len(job.image)))
+        alone = len(job.image) < lm.model.cfg.in_channels  # brightfield alone: its columns say w2
+        table = measure_prediction(pred, job.image, ("w2",) if alone else channel_tags(len(job.image)))
         meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": job.draws,
                 "binarize": job.binarize, "seed": job.seed, "device": job.device,
                 "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
