@@ -114,3 +114,22 @@ def test_evaluate_brightfield_only_records_the_flag(tmp_path: Path, capsys, bf_c
     err = capsys.readouterr().err
     assert rc == 2 and NEEDS_BOTH in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "ev2" / "metrics.json").exists()
+
+
+def test_batch_runs_a_well_without_its_fluorescence_file(tmp_path: Path, bf_checkpoint: Path, tiny_checkpoint: Path):
+    from napari_probseg.batch import run_batch
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for w in ("C04", "C10"):
+        img = load_sample(w)
+        for c, tag in enumerate(("w1", "w2")):
+            if not (w == "C10" and tag == "w1"):  # C10's fluorescence file is absent
+                tifffile.imwrite(inp / f"sample_{w}_{tag}_crop.tif", img[c, 200:264, 250:330])
+    r = run_batch(inp, tmp_path / "out", bf_checkpoint, draws=2, workers=1, progress=False)
+    rows = {row["well"]: row for row in r.rows}
+    assert rows["C10"]["status"] == "ok" and rows["C04"]["status"] == "ok", rows
+    assert (tmp_path / "out" / "C10_labels.tif").exists() or any((tmp_path / "out").glob("C10*labels*"))
+    r = run_batch(inp, tmp_path / "out2", tiny_checkpoint, draws=2, workers=1, progress=False)
+    rows = {row["well"]: row for row in r.rows}
+    assert rows["C10"]["status"] == "error" and NEEDS_BOTH in rows["C10"]["error"] and rows["C04"]["status"] == "ok"
