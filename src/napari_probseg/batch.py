@@ -183,7 +183,7 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
     from .data import InputError
     from .devices import pick_device
     from .inference import predict
-    from .measurements import channel_tags, measure_prediction
+    from .measurements import input_tags, measure_prediction
     from .outputs import write_prediction
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -198,8 +198,7 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         pred = predict(lm.model, image, lm.postprocess, config.draws, config.binarize, device, config.seed)
         meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files),
                 **config.as_dict()}
-        alone = len(image) < lm.model.cfg.in_channels  # brightfield alone: its columns say w2
-        table = measure_prediction(pred, image, ("w2",) if alone else channel_tags(len(image)))
+        table = measure_prediction(pred, image, input_tags(len(image), lm.model.cfg.in_channels))
         paths = write_prediction(pred, out, well.stem, meta, table=table)
         row = well_stats(pred)
         row.update(count_summary(pred, table))

@@ -76,6 +76,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .data import validate_model_image
     from .devices import pick_device
     from .inference import predict
+    from .measurements import input_tags, measure_prediction
     from .models import load_model
     from .outputs import output_paths, render_overview, write_prediction
     from .validation import check_output_files, check_writable_dir
@@ -103,7 +104,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "binarize": pred.binarize,
                 "seed": args.seed}
         raw = image[None] if image.ndim == 2 else image
-        paths = write_prediction(pred, out, stem, meta, image=raw)
+        table = measure_prediction(pred, raw, input_tags(len(raw), n))  # brightfield alone: w2 columns
+        paths = write_prediction(pred, out, stem, meta, image=raw, table=table)
         if args.png:
             paths["png"] = render_overview(image, pred, out / f"{stem}_overview.png", title=stem)
         count = count_interval(count_inputs(pred.probabilities, pred.instances, pred.draw_counts))
