@@ -136,3 +136,17 @@ def test_batch_runs_a_well_without_its_fluorescence_file(tmp_path: Path, bf_chec
     r = run_batch(inp, tmp_path / "out2", tiny_checkpoint, draws=2, workers=1, progress=False)
     rows = {row["well"]: row for row in r.rows}
     assert rows["C10"]["status"] == "error" and NEEDS_BOTH in rows["C10"]["error"] and rows["C04"]["status"] == "ok"
+
+
+def test_a_file_trained_before_the_entry_gets_it_from_its_own_train_config(tmp_path: Path):
+    from dataclasses import asdict
+
+    from napari_probseg.checkpoint import record_channels
+    from napari_probseg.train import TrainConfig
+
+    old = save_checkpoint(tmp_path / "old.safetensors", tiny_model(),
+                          meta={"train_config": asdict(TrainConfig(drop_fluorescence=0.25))})
+    plain = save_checkpoint(tmp_path / "plain.safetensors", tiny_model(), meta={"train_config": asdict(TrainConfig())})
+    assert not load_checkpoint(old).model.brightfield_only  # no entry: both needed
+    assert record_channels(old) and load_checkpoint(old).model.brightfield_only
+    assert not record_channels(plain) and load_checkpoint(plain).meta["channels"] == ["w1 fluorescence", "w2 brightfield"]

@@ -234,3 +234,22 @@ def update_postprocess(path: str | Path, postprocess: PostprocessConfig, note: s
     if note:
         header.setdefault("meta", {})["postprocess_note"] = note
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
+
+
+def record_channels(path: str | Path) -> bool:
+    """Add the channel entries to a file written before ``train.py`` recorded them, from the file's own
+    ``meta.train_config.drop_fluorescence``; returns whether it now allows brightfield alone.
+
+    Why: the v4 campaign started before issue 19, so its checkpoints hold the blanking share in their
+    training provenance but not the entry ``load_checkpoint`` reads; nothing is guessed beyond that.
+    """
+    from safetensors.torch import save_file
+
+    from .channels import channel_meta
+
+    header, tensors = read_checkpoint(path)
+    meta = header.setdefault("meta", {})
+    share = (meta.get("train_config") or {}).get("drop_fluorescence", 0.0)
+    meta.update(channel_meta(share if isinstance(share, (int, float)) else 0.0))
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
+    return allows_brightfield_only(meta)
