@@ -138,29 +138,39 @@ def _cached_model(path: str, sha: str, device: str) -> LoadedModel:
     return _MODEL_CACHE[key]
 
 
-def _read_channels(well: WellInput) -> np.ndarray:
-    """The well's raw [C,H,W] image; InputError for a missing, unreadable or mismatched channel."""
+def _read_channels(well: WellInput, brightfield_only: bool = False) -> np.ndarray:
+    """The well's raw [C,H,W] image; InputError for a missing, unreadable or mismatched channel.
+
+    With ``brightfield_only`` (a model trained for it, issue 19) a two-channel well whose
+    fluorescence file is absent gives its brightfield alone, [1,H,W]; the model then sees
+    a zero fluorescence plane.
+    """
     import numpy as np
 
+    from .channels import NEEDS_BOTH
     from .data import InputError, read_tiff
 
     if well.problem:
         raise InputError(well.problem)
-    missing = [well.channels[i] if i < len(well.channels) else str(i + 1) for i, f in enumerate(well.files) if f is None]
+    files = well.files
+    if brightfield_only and len(files) == 2 and files[0] is None and files[1] is not None:
+        files = files[1:]
+    missing = [well.channels[i] if i < len(well.channels) else str(i + 1) for i, f in enumerate(files) if f is None]
     if missing:
-        raise InputError(f"channel file missing for {', '.join(map(repr, missing))}")
-    for f in well.files:
+        hint = f"; {NEEDS_BOTH}" if len(files) == 2 and files[0] is None and files[1] is not None else ""
+        raise InputError(f"channel file missing for {', '.join(map(repr, missing))}{hint}")
+    for f in files:
         if not Path(f).is_file():
             raise InputError(f"channel file {f} does not exist")
-    chans = [read_tiff(Path(f)) for f in well.files]
-    for f, c in zip(well.files, chans):
+    chans = [read_tiff(Path(f)) for f in files]
+    for f, c in zip(files, chans):
         if c.size == 0:  # tifffile returns an empty array for some broken headers
             raise InputError(f"cannot read image {f}: no pixel data (corrupt or truncated TIFF?)")
         if c.ndim != 2:
             raise InputError(f"{Path(f).name} holds an image of shape {c.shape}; each channel file must be one 2-D image")
     if len({c.shape for c in chans}) > 1:
         raise InputError("channel files have different shapes: "
-                         + ", ".join(f"{Path(f).name} {c.shape}" for f, c in zip(well.files, chans)))
+                         + ", ".join(f"{Path(f).name} {c.shape}" for f, c in zip(files, chans)))
     return np.stack(chans)
 
 
@@ -173,7 +183,7 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
     from .data import InputError
     from .devices import pick_device
     from .inference import predict
-    from .measurements import channel_tags, measure_prediction
+    from .measurements import input_tags, measure_prediction
     from .outputs import write_prediction
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -184,11 +194,11 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
             torch.set_num_threads(torch_threads)  # one well per core: no oversubscription
         device = str(pick_device(device))
         lm = _cached_model(model_path, model_sha, device)
-        image = _read_channels(well)
+        image = _read_channels(well, lm.model.brightfield_only)
         pred = predict(lm.model, image, lm.postprocess, config.draws, config.binarize, device, config.seed)
         meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files),
                 **config.as_dict()}
-        table = measure_prediction(pred, image, channel_tags(len(image)))
+        table = measure_prediction(pred, image, input_tags(len(image), lm.model.cfg.in_channels))
         paths = write_prediction(pred, out, well.stem, meta, table=table)
         row = well_stats(pred)
         row.update(count_summary(pred, table))

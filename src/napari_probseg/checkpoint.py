@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write
+from .channels import allows_brightfield_only, check_channel_meta
 from .model import ModelConfig, UNet
 
 FORMAT = "napari-probseg/1"
@@ -175,6 +176,9 @@ def validate_header(header: Any, path: str | Path) -> None:
         if key in post and not RANGES[rng].ok(post[key]):
             raise CheckpointError(f"model file {path}: postprocess.{key} must be {RANGES[rng].text()}, "
                                   f"got {post[key]!r}")
+    problem = check_channel_meta(meta)
+    if problem:
+        raise CheckpointError(f"model file {path}: {problem}")
 
 
 def build_model(header: dict, tensors: dict[str, torch.Tensor], path: str | Path) -> UNet:
@@ -211,6 +215,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     header, tensors = read_checkpoint(path)
     model = build_model(header, tensors, path)
     model.to(device).eval()
+    model.brightfield_only = allows_brightfield_only(header.get("meta", {}))  # prepare_input reads it
     return LoadedModel(
         model=model,
         postprocess=PostprocessConfig.from_dict(header.get("postprocess", {})),
@@ -229,3 +234,22 @@ def update_postprocess(path: str | Path, postprocess: PostprocessConfig, note: s
     if note:
         header.setdefault("meta", {})["postprocess_note"] = note
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
+
+
+def record_channels(path: str | Path) -> bool:
+    """Add the channel entries to a file written before ``train.py`` recorded them, from the file's own
+    ``meta.train_config.drop_fluorescence``; returns whether it now allows brightfield alone.
+
+    Why: the v4 campaign started before issue 19, so its checkpoints hold the blanking share in their
+    training provenance but not the entry ``load_checkpoint`` reads; nothing is guessed beyond that.
+    """
+    from safetensors.torch import save_file
+
+    from .channels import channel_meta
+
+    header, tensors = read_checkpoint(path)
+    meta = header.setdefault("meta", {})
+    share = (meta.get("train_config") or {}).get("drop_fluorescence", 0.0)
+    meta.update(channel_meta(share if isinstance(share, (int, float)) else 0.0))
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
+    return allows_brightfield_only(meta)

@@ -18,8 +18,9 @@ examples:
 """
 
 
-def _read_input(spec: str, n_channels: int):
-    """A multi-channel TIFF/NPY, or comma-separated single-channel files in channel order."""
+def _read_input(spec: str, n_channels: int, brightfield_only: bool = False):
+    """A multi-channel TIFF/NPY, comma-separated single-channel files in channel order, or one
+    2-D brightfield file for a model trained for brightfield alone."""
     import numpy as np
 
     from .data import InputError, read_tiff
@@ -49,11 +50,10 @@ def _read_input(spec: str, n_channels: int):
                              + "; give channels of one image (same height and width)")
         return np.stack(chans), Path(parts[0]).stem
     img = read(parts[0])
-    if img.ndim == 2 and n_channels > 1:
-        raise InputError(
-            f"{spec} holds one channel but the model needs {n_channels}: "
-            "give the channel files comma-separated, e.g. a_w1.tif,a_w2.tif"
-        )
+    if img.ndim == 2 and n_channels > 1 and not brightfield_only:
+        from .channels import NEEDS_BOTH
+
+        raise InputError(f"{spec} holds one channel, but {NEEDS_BOTH} (comma-separated, e.g. a_w1.tif,a_w2.tif)")
     return img, Path(parts[0]).stem
 
 
@@ -73,9 +73,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .counts import count_inputs, count_interval
-    from .data import validate_image
+    from .data import validate_model_image
     from .devices import pick_device
     from .inference import predict
+    from .measurements import input_tags, measure_prediction
     from .models import load_model
     from .outputs import output_paths, render_overview, write_prediction
     from .validation import check_output_files, check_writable_dir
@@ -86,10 +87,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.min_size is not None:
         lm.postprocess.min_size = args.min_size
     n = lm.model.cfg.in_channels
-    inputs = [_read_input(spec, n) for spec in args.inputs]  # every input checked before any compute
+    inputs = [_read_input(spec, n, lm.model.brightfield_only) for spec in args.inputs]  # all checked first
     for spec, (image, _) in zip(args.inputs, inputs):
         try:
-            validate_image(image, n, min_size=lm.model.cell)
+            validate_model_image(image, n, lm.model.cell, lm.model.brightfield_only)
         except ValueError as exc:
             raise type(exc)(f"{spec}: {exc}") from None
     _unique_stems(args.inputs, [stem for _, stem in inputs])
@@ -103,7 +104,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "binarize": pred.binarize,
                 "seed": args.seed}
         raw = image[None] if image.ndim == 2 else image
-        paths = write_prediction(pred, out, stem, meta, image=raw)
+        table = measure_prediction(pred, raw, input_tags(len(raw), n))  # brightfield alone: w2 columns
+        paths = write_prediction(pred, out, stem, meta, image=raw, table=table)
         if args.png:
             paths["png"] = render_overview(image, pred, out / f"{stem}_overview.png", title=stem)
         count = count_interval(count_inputs(pred.probabilities, pred.instances, pred.draw_counts))
@@ -163,7 +165,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     check_writable_dir(args.out)
     run_evaluation(args.model, args.data, args.split, args.out, draws=args.draws, binarize=args.binarize,
-                   device=args.device, wells=_wells(args.wells) or None, tune=args.tune, reuse=args.reuse)
+                   device=args.device, wells=_wells(args.wells) or None, tune=args.tune, reuse=args.reuse,
+                   brightfield_only=args.brightfield_only)
     return 0
 
 
@@ -246,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--reuse", metavar="EVAL_DIR", default=None,
                     help="recompute everything from EVAL_DIR/predictions/*.npz of an earlier run with the same model "
                          "and settings instead of running the network (minutes instead of an hour on a CPU)")
+    ev.add_argument("--brightfield-only", action="store_true",
+                    help="feed only w2 brightfield (a model trained with fluorescence blanked; issue 19)")
     ev.set_defaults(func=cmd_evaluate)
 
     _add_batch_parser(sub)

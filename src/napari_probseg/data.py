@@ -154,6 +154,40 @@ def validate_image(image: np.ndarray, n_channels: int, min_size: int = 16) -> np
     return a
 
 
+def is_brightfield_alone(image: np.ndarray, n_channels: int) -> bool:
+    """Whether ``image`` is one 2-D channel given to a 2-channel (fluorescence + brightfield) model."""
+    a = np.asarray(image)
+    return n_channels == 2 and (a.ndim == 2 or (a.ndim == 3 and a.shape[0] == 1))
+
+
+def validate_model_image(image: np.ndarray, n_channels: int, min_size: int = 16,
+                         brightfield_only: bool = False) -> np.ndarray:
+    """``validate_image``, but one brightfield channel is accepted by a model that allows it.
+
+    Returns [1,H,W] for brightfield alone.  Why here and not in ``validate_image``: the
+    refusal for a model that needs fluorescence must say what to give instead.
+    """
+    from .channels import NEEDS_BOTH
+
+    if is_brightfield_alone(image, n_channels):
+        if not brightfield_only:
+            raise InputError(f"image of shape {np.asarray(image).shape} has one channel, but {NEEDS_BOTH}")
+        return validate_image(np.asarray(image).reshape(np.shape(image)[-2:]), 1, min_size)
+    return validate_image(image, n_channels, min_size)
+
+
+def model_input(image: np.ndarray, n_channels: int, min_size: int = 16, brightfield_only: bool = False) -> np.ndarray:
+    """Validated, normalised [C,H,W] float32 input; brightfield alone gets a zero fluorescence plane.
+
+    Why zero: training blanks the *normalised* fluorescence to 0 (``train.blank_fluorescence``),
+    so this is exactly the input the network learnt brightfield alone from.
+    """
+    a = normalize(validate_model_image(image, n_channels, min_size, brightfield_only))
+    if a.shape[0] < n_channels:
+        a = np.concatenate([np.zeros_like(a), a])
+    return a
+
+
 NOISE_FLOOR = 40.0  # an image whose every channel spreads less than this many noise sigmas is empty
 OUTLIER_RANK = 1e-4  # fraction of pixels (at least OUTLIER_MIN) clipped at each end before scaling
 OUTLIER_MIN = 16

@@ -41,12 +41,14 @@ KEYS = ("avAP", "AP50", "AP75", "recall80", "avAP_dsb")
 
 def run_evaluation(model: str, data: str | None, split: str, out: str, draws: int | None = None,
                    binarize: float | None = None, device: str = "auto", wells: list[str] | None = None,
-                   tune: bool = False, seed: int = 0, reuse: str | None = None) -> dict:
+                   tune: bool = False, seed: int = 0, reuse: str | None = None,
+                   brightfield_only: bool = False) -> dict:
     """Evaluate ``model`` on ``split``; with ``reuse`` (an earlier evaluation folder) the saved
     per-instance probabilities are read back instead of running the network, and every metric,
     review list and report figure is recomputed from them (same model and settings required).
     Long because it is the one pass over the wells that feeds every table; each table is
-    computed by its own module (metrics, uncertainty_metrics, review_metrics, counts)."""
+    computed by its own module (metrics, uncertainty_metrics, review_metrics, counts).
+    ``brightfield_only`` feeds only w2 (issue 19), so one protocol measures a model on brightfield alone."""
     from tqdm import tqdm
 
     data_dir = Path(data) if data else default_data_dir()
@@ -55,10 +57,11 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     (out_dir / "review").mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
     lm = load_model(model, dev)
+    channels = eval_channels(lm, brightfield_only)
     post, tune_info = _tuned(lm, data_dir) if tune else (lm.postprocess, None)
     draws = draws or post.mc_draws
     thr = post.binarize if binarize is None else binarize
-    ok, skipped = available_wells(data_dir, split)
+    ok, skipped = available_wells(data_dir, split, channels)
     if wells:
         ok, skipped = select_wells(wells, ok, skipped, split)
     for w in skipped:
@@ -69,7 +72,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     t0 = time.perf_counter()
     for well in tqdm(ok, desc="evaluating wells", unit="well"):
         pred = saved_prediction(Path(reuse), well, thr) if reuse else \
-            predict(lm.model, load_image(data_dir, well), post, draws, thr, dev, seed)
+            predict(lm.model, load_image(data_dir, well, channels), post, draws, thr, dev, seed)
         gt = load_masks(data_dir, well)
         keep = nonempty(pred.instances)
         inst, prob = pred.instances[keep], pred.probabilities[keep]
@@ -91,7 +94,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     seconds = (time.perf_counter() - t0) / max(len(ok), 1)
     agg = aggregate(per_image)
     metrics = {
-        "model": lm.path, "model_sha256": lm.sha256, "wells": ok, "skipped_wells": skipped,
+        "model": lm.path, "model_sha256": lm.sha256, "brightfield_only": brightfield_only, "wells": ok, "skipped_wells": skipped,
         **{k: agg[k] for k in KEYS},
         "curves": {k: agg[k] for k in ("iou_thresholds", "precision", "recall", "dsb")},
         "coco": coco_ap(list(scored.values()), list(gts.values()), coco_scores),
@@ -113,6 +116,19 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
                       "coverage": round(cm["coverage"], 3), "mean_width": round(cm["mean_width"], 2),
                       "length_median_abs_rel_error": round(cm["shape"]["length_median_abs_rel_error"], 4)}))
     return metrics
+
+
+def eval_channels(lm, brightfield_only: bool) -> tuple[str, ...]:
+    """The channel files fed: w2 alone for ``--brightfield-only`` (refused, before any compute,
+    for a model not trained for it), else both."""
+    from .channels import BRIGHTFIELD, NEEDS_BOTH
+    from .data import CHANNEL_TAGS
+
+    if not brightfield_only:
+        return CHANNEL_TAGS
+    if not lm.model.brightfield_only:
+        raise InputError(f"--brightfield-only: {NEEDS_BOTH}")
+    return (BRIGHTFIELD,)
 
 
 def select_wells(wells: list[str], ok: list[str], skipped: list[str], split: str) -> tuple[list[str], list[str]]:
@@ -215,15 +231,19 @@ def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessCo
     fig.savefig(out_dir / "uncertainty_curves.png", dpi=100)
     plt.close(fig)
     examples = [w for w in ("C10", "C04", "D21") if w in m["wells"]] or m["wells"][:3]
+    channels = eval_channels(lm, m.get("brightfield_only", False))
     for w in examples:
+        image = load_image(data_dir, w, channels)
         pred = saved_prediction(Path(reuse), w, thr) if reuse else \
-            predict(lm.model, load_image(data_dir, w), post, draws, thr, next(lm.model.parameters()).device, seed)
-        render_overview(load_image(data_dir, w), pred, out_dir / f"well_{w}.png", title=w)
+            predict(lm.model, image, post, draws, thr, next(lm.model.parameters()).device, seed)
+        render_overview(image, pred, out_dir / f"well_{w}.png", title=w)
     lines = [
         "# BBBC010 evaluation", "",
         f"Model `{m['model']}` (sha256 `{m['model_sha256'][:12]}`), {m['mc_draws']} MC draws, binarised at "
         f"{m['binarize']}, mean-shift bandwidth {post.bandwidth}, cluster radius {post.cluster_radius}, minimum size {post.min_size} px.",
         f"Computed on {len(m['wells'])} wells: {', '.join(m['wells'])}.",
+        "Input: brightfield (w2) alone, fluorescence fed as a zero plane (`--brightfield-only`)." if
+        m.get("brightfield_only") else "Input: fluorescence (w1) and brightfield (w2).",
         f"Skipped (missing channel): {', '.join(m['skipped_wells']) or 'none'}. Published figures are on 50 wells.", "",
         "## Table 1 (BBBC010 protocol: per-well precision TP/(TP+FP) averaged over IoU 0.5:0.95 and wells)", "",
         "| model | avAP[0.5:0.95] | AP50 | AP75 | Recall@0.8 | DSB avAP |", "|---|---|---|---|---|---|",

@@ -16,7 +16,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from .checkpoint import PostprocessConfig
-from .data import normalize, validate_image
+from .data import model_input
 from .devices import cpu_supports_bf16
 from .masks import labels_from_instances, mask_iou, nonempty  # noqa: F401 (nonempty: re-exported)
 from .model import UNet
@@ -110,9 +110,13 @@ def agglomerate(draws: list[np.ndarray]) -> np.ndarray:
 
 
 def prepare_input(image: np.ndarray, model: UNet) -> torch.Tensor:
-    """Validate and normalise a raw [C,H,W] image for the model (clear errors on bad input)."""
-    a = validate_image(image, model.cfg.in_channels, min_size=model.cell)
-    return torch.from_numpy(normalize(a))
+    """Validate and normalise a raw [C,H,W] image for the model (clear errors on bad input).
+
+    A 2-D brightfield image is accepted when the model's file allows it (``model.brightfield_only``,
+    set by ``load_checkpoint``); its fluorescence plane is then zero, as in training's blanking.
+    """
+    a = model_input(image, model.cfg.in_channels, model.cell, getattr(model, "brightfield_only", False))
+    return torch.from_numpy(a)
 
 
 def _check_stop(should_stop: Callable[[], bool] | None) -> None:

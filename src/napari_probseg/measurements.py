@@ -209,6 +209,12 @@ def write_table(table: dict[str, list], path: str | Path) -> Path:
     return atomic_write(path, write)
 
 
+def input_tags(n_given: int, n_model: int) -> tuple[str, ...]:
+    """Column suffixes for the channels actually given: brightfield alone to a 2-channel model is w2
+    (issue 19), so its intensity columns never pass for fluorescence."""
+    return ("w2",) if n_given == 1 and n_model == 2 else channel_tags(n_given)
+
+
 def channel_tags(n_channels: int) -> tuple[str, ...]:
     """Column suffixes for the model's input channels: BBBC010's w1 (fluorescence), w2 (brightfield)."""
     return ("w1", "w2")[:n_channels] if n_channels <= 2 else tuple(f"ch{i + 1}" for i in range(n_channels))

@@ -117,6 +117,9 @@ class UNet(nn.Module):
     def __init__(self, cfg: ModelConfig | None = None):
         super().__init__()
         self.cfg = cfg or ModelConfig()
+        # set from the file's header by load_checkpoint (channels.allows_brightfield_only): not a
+        # ModelConfig field, because it describes the training data, not the network's shape
+        self.brightfield_only = False
         c = self.cfg
         widths = [c.base_filters * 2**i for i in range(c.levels)]
         self.down = nn.ModuleList()

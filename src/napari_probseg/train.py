@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .channels import channel_meta
 from .checkpoint import CheckpointError, PostprocessConfig, build_model, read_checkpoint, save_checkpoint
 from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, dihedral_batch, load_well, random_warp_batch
 from .devices import cpu_supports_bf16, pick_device
@@ -365,7 +366,7 @@ def train(
                        levels=model.cfg.levels)
         meta = {"step": step, "train_config": asdict(used), "wells": [w.name for w in wells],
                 "dropout_rates": model.dropout_rates(), "torch": torch.__version__, "device": str(device),
-                "bf16": bf16}
+                "bf16": bf16, **channel_meta(cfg.drop_fluorescence)}
         extra = {"rng.data": gen.get_state(), "rng.torch": torch.get_rng_state(), **_optim_tensors(opt)}
         return save_checkpoint(out / "last.safetensors", model, st.post, meta, extra)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+NO_FLUORESCENCE = "none (brightfield only)"  # the fluorescence box's entry for brightfield alone (issue 19)
 # per model channel: the metadata tags and the name fragments that identify it
 TAGS = (("w1", "fluorescence"), ("w2", "brightfield"))
 NAME_HINTS = (("fluo", "w1", "sytox"), ("bright", "w2", "bf"))
@@ -46,7 +47,8 @@ def match_channels(layers: Sequence[LayerInfo], n: int, current: Sequence[str] =
     recorded/named as channel k; otherwise it takes the newest layer recorded/named as
     channel k (of the same image as the other box, when there is one), else the newest
     layer no other box uses, else any layer - the caller warns about duplicates.
-    ``layers`` are in viewer order (oldest first).
+    ``NO_FLUORESCENCE`` in the first box is kept when the user chose it (never picked otherwise:
+    brightfield alone is a choice, not a fallback).  ``layers`` are in viewer order (oldest first).
     """
     by_name = {l.name: l for l in layers}
     newest = list(reversed(layers))
@@ -55,10 +57,12 @@ def match_channels(layers: Sequence[LayerInfo], n: int, current: Sequence[str] =
         cur = current[k] if k < len(current) else ""
         if cur in by_name and ((k < len(chosen) and chosen[k]) or channel_of(by_name[cur]) == k):
             picks[k] = cur
+        elif k == 0 and cur == NO_FLUORESCENCE and len(chosen) > 0 and chosen[0]:
+            picks[k] = cur
     for k in range(n):
         if picks[k]:
             continue
-        partner = next((by_name[p].image for p in picks if p), None)
+        partner = next((by_name[p].image for p in picks if p in by_name), None)
         tagged = [l for l in newest if channel_of(l) == k and l.name not in picks]
         same = [l for l in tagged if partner is not None and l.image == partner]
         if same or tagged:

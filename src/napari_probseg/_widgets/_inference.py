@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from . import _common as C
-from ._channels import LayerInfo, duplicates, match_channels
+from ._channels import NO_FLUORESCENCE, LayerInfo, duplicates, match_channels
 from ._measure import set_layer_features
 from ._segment_job import Job, Segmented, infer
 
@@ -181,7 +181,7 @@ class InferenceWidget(QWidget):
         self.layer_labels[0].setText("Fluorescence (w1)" if n == 2 else "Image")
         for w in (self.layer_labels[1], self.layer_combos[1]):
             w.setVisible(n == 2)
-        self._check_channels()
+        self._refresh_layers()  # the fluorescence box offers "none (brightfield only)" to 2-channel models
 
     # ---- layers --------------------------------------------------------------------
     def _on_layers_changed(self, event: Any) -> None:
@@ -193,13 +193,16 @@ class InferenceWidget(QWidget):
         layers = [l for l in self.viewer.layers if l._type_string == "image" and "probseg_role" not in l.metadata]
         infos = [LayerInfo(l.name, (l.metadata or {}).get("probseg_channel"), (l.metadata or {}).get("probseg_image_name"))
                  for l in layers]
-        self._chosen = [c and self.layer_combos[k].currentText() in self.viewer.layers for k, c in enumerate(self._chosen)]
-        picks = match_channels(infos, 2, [c.currentText() for c in self.layer_combos], self._chosen)
-        for combo, pick in zip(self.layer_combos, picks):
+        texts = [c.currentText() for c in self.layer_combos]
+        self._chosen = [c and (texts[k] in self.viewer.layers or texts[k] == NO_FLUORESCENCE)
+                        for k, c in enumerate(self._chosen)]
+        picks = match_channels(infos, 2, texts, self._chosen)
+        two = self._loaded is None or self._loaded.model.cfg.in_channels == 2
+        for k, (combo, pick) in enumerate(zip(self.layer_combos, picks)):
             combo.blockSignals(True)
             combo.clear()
-            combo.addItems([i.name for i in infos])
-            combo.setCurrentText(pick)
+            combo.addItems([i.name for i in infos] + ([NO_FLUORESCENCE] if k == 0 and two else []))
+            combo.setCurrentIndex(combo.findText(pick))  # -1 (empty) when there is no layer, never "none"
             combo.blockSignals(False)
         self._check_channels()
 
@@ -208,18 +211,27 @@ class InferenceWidget(QWidget):
         self._chosen[k] = True
         self._check_channels()
 
+    def _brightfield_refused(self) -> str:
+        """The message when "none (brightfield only)" is chosen for a model that needs fluorescence, else ""."""
+        from ..channels import NEEDS_BOTH
+
+        if self.layer_combos[0].currentText() != NO_FLUORESCENCE or self._loaded is None:
+            return ""
+        return "" if self._loaded.model.brightfield_only else f"Fluorescence 'none': {NEEDS_BOTH}."
+
     def _check_channels(self) -> list[str]:
-        """Show (and return) the layers chosen for more than one channel."""
+        """Show (and return) the layers chosen for more than one channel (or brightfield alone refused)."""
         n = self._loaded.model.cfg.in_channels if self._loaded is not None else 2
         dup = duplicates([c.currentText() for c in self.layer_combos[:n]])
-        self.channel_warning.setText(f"'{dup[0]}' is chosen for both channels: choose the fluorescence (w1) "
-                                     "and the brightfield (w2) layer." if dup else "")
-        self.channel_warning.setVisible(bool(dup))
+        text = (f"'{dup[0]}' is chosen for both channels: choose the fluorescence (w1) "
+                "and the brightfield (w2) layer." if dup else self._brightfield_refused())
+        self.channel_warning.setText(text)
+        self.channel_warning.setVisible(bool(text))
         return dup
 
     def _capture(self) -> Job | None:
         """Check the chosen layers and copy their data; None (after a notification) if unusable."""
-        from ..data import InputError, validate_image
+        from ..data import InputError, validate_model_image
         from ..train import pick_device
         from ..validation import check
 
@@ -230,8 +242,11 @@ class InferenceWidget(QWidget):
         if dup := self._check_channels():
             return C.error(f"'{dup[0]}' is chosen for both channels; Run needs the fluorescence (w1) "
                            "and the brightfield (w2) layer: choose them in the boxes.")
+        if refused := self._brightfield_refused():
+            return C.error(refused)
+        alone = n == 2 and self.layer_combos[0].currentText() == NO_FLUORESCENCE  # fed as a zero plane
         layers = []
-        for combo in self.layer_combos[:n]:
+        for combo in self.layer_combos[1 if alone else 0:n]:
             name = combo.currentText()
             if not name or name not in self.viewer.layers:
                 C.error("No image layer to segment: open an image (or File > Open Sample > napari-probseg) "
@@ -252,7 +267,7 @@ class InferenceWidget(QWidget):
             return None
         image = np.stack([np.array(l.data) for l in layers])
         try:
-            validate_image(image, n, min_size=self._loaded.model.cell)
+            validate_model_image(image, n, self._loaded.model.cell, self._loaded.model.brightfield_only)
             for name, box in (("draws", self.draws), ("binarize", self.binarize), ("seed", self.seed),
                               ("min_size", self.min_size)):
                 check(name, box.value(), name.replace("_", " "))

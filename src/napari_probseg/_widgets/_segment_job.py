@@ -57,9 +57,9 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Segmented | C.Canc
                        seed=job.seed,
                        progress=relay.progress.emit, should_stop=stop.is_set)
         from ..counts import count_inputs
-        from ..measurements import channel_tags, measure_prediction
+        from ..measurements import input_tags, measure_prediction
 
-        table = measure_prediction(pred, job.image, channel_tags(len(job.image)))
+        table = measure_prediction(pred, job.image, input_tags(len(job.image), lm.model.cfg.in_channels))
         meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": job.draws,
                 "binarize": job.binarize, "seed": job.seed, "device": job.device,
                 "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
