@@ -19,14 +19,14 @@ from .checkpoint import PostprocessConfig
 from .counts import count_inputs, evaluate_counts
 from .data import InputError, available_wells, default_data_dir, load_image, load_masks, read_split
 from .devices import pick_device
-from .inference import PATCH, Prediction, bernoulli_entropy, predict, uncertainty_peaks
+from .inference import PATCH, Prediction, predict, uncertainty_peaks
 from .masks import nonempty
 from .measurements import matched_shape_errors
 from .metrics import aggregate, coco_ap, image_scores
 from .models import load_model
 from .review import write_review_csv
 from .review_metrics import review_summary, score_well
-from .uncertainty_metrics import simulate_proofreading, uncertainty_counts, uncertainty_curves
+from .uncertainty_metrics import entropy_map, simulate_proofreading, uncertainty_counts, uncertainty_curves
 
 PAPER_TABLE1 = {
     "PatchPerPix": {"avAP": 0.783, "AP50": 0.943, "AP75": 0.897, "recall80": 0.89, "avAP_dsb": 0.735},
@@ -206,7 +206,7 @@ def saved_prediction(folder: Path, well: str, binarize: float) -> Prediction:
     binar = probs >= binarize
     if not np.array_equal(binar[nonempty(binar)], inst):
         raise InputError(f"{path} was binarised at another cut than {binarize}")
-    ent = bernoulli_entropy(probs).max(0).astype(np.float32) if len(probs) else np.zeros(probs.shape[1:], np.float32)
+    ent = entropy_map(probs, probs.shape)
     return Prediction(probs, binar, ent, uncertainty_peaks(ent, probs), [], binarize)
 
 

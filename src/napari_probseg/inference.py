@@ -22,7 +22,7 @@ from .masks import labels_from_instances, mask_iou, nonempty  # noqa: F401 (none
 from .model import UNet
 from .peaks import PATCH, Peak, uncertainty_peaks  # noqa: F401 (re-exported: one copy, torch-free)
 from .postprocess import embeddings_to_instances
-from .uncertainty_metrics import bernoulli_entropy
+from .uncertainty_metrics import bernoulli_entropy, entropy_map  # noqa: F401 (bernoulli_entropy: re-exported)
 
 
 class Cancelled(Exception):
@@ -235,6 +235,6 @@ def predict(
             progress(i + 1, draws)
     probs = agglomerate(stacks)
     inst = probs >= binarize
-    ent = bernoulli_entropy(probs).max(0).astype(np.float32) if len(probs) else np.zeros(x.shape[-2:], np.float32)
+    ent = entropy_map(probs, x.shape)
     return Prediction(probs.astype(np.float32), inst, ent, uncertainty_peaks(ent, probs), stacks, binarize,
                       bf16=bf16, device=str(torch.device(device)))

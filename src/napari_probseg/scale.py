@@ -182,12 +182,12 @@ def prediction_to_shape(pred, shape: tuple[int, int]):
     from dataclasses import replace
 
     from .inference import uncertainty_peaks
-    from .uncertainty_metrics import bernoulli_entropy
+    from .uncertainty_metrics import entropy_map
 
     shape = tuple(int(s) for s in shape)
     probs = np.clip(resample_stack(pred.probabilities, shape, order=1), 0, 1).astype(np.float32)
-    inst = probs >= pred.threshold
-    ent = bernoulli_entropy(probs).max(0).astype(np.float32) if len(probs) else np.zeros(shape, np.float32)
+    inst = probs >= pred.binarize
+    ent = entropy_map(probs, shape)
     draws = [resample_stack(d, shape, order=0) for d in pred.draws]
     return replace(pred, probabilities=probs, instances=inst, entropy=ent, peaks=uncertainty_peaks(ent, probs),
                    draws=draws)

@@ -26,6 +26,14 @@ def bernoulli_entropy(p: np.ndarray) -> np.ndarray:
     return -xlogy(p, p) - xlogy(1.0 - p, 1.0 - p)
 
 
+def entropy_map(probabilities: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per pixel, the largest Bernoulli entropy over the instances (float32 [H,W]; zeros when there
+    is no instance): the uncertainty map predict, saved predictions and resampled ones all show."""
+    if len(probabilities) == 0:
+        return np.zeros(tuple(shape)[-2:], np.float32)
+    return bernoulli_entropy(probabilities).max(0).astype(np.float32)
+
+
 def patch_mean(x: np.ndarray, size: int = 4) -> np.ndarray:
     """Mean over non-overlapping ``size`` x ``size`` patches of the last two axes.
 
