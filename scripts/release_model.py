@@ -26,9 +26,12 @@ from napari_probseg.train import export_weights
 from napari_probseg.tuning import grid_search
 
 
-def release(variant: str, source: Path | None = None, retune: bool = False) -> Path:
-    """Export ``source`` as the bundled model and tune it; ``retune``: keep the shipped weights."""
-    dest = MODEL_DIR / f"bbbc010-{variant}.safetensors"
+def release(variant: str, source: Path | None = None, retune: bool = False, dest: Path | None = None) -> Path:
+    """Export ``source`` as the bundled model and tune it; ``retune``: keep the shipped weights.
+
+    ``dest`` writes a candidate elsewhere (e.g. runs/) so it can be evaluated before it replaces the shipped file.
+    """
+    dest = dest or MODEL_DIR / f"bbbc010-{variant}.safetensors"
     if not retune:
         export_weights(source or Path(f"runs/bbbc010-{variant}/last.safetensors"), dest)
     lm = load_checkpoint(dest)
@@ -109,7 +112,8 @@ if __name__ == "__main__":
     ap.add_argument("variant", choices=["concrete", "baseline"])
     ap.add_argument("--from", dest="source", type=Path, help="checkpoint to ship (default runs/bbbc010-<variant>/last)")
     ap.add_argument("--retune", action="store_true", help="re-tune the shipped file's post-processing only")
+    ap.add_argument("--dest", type=Path, help="write the tuned candidate here instead of the bundled file")
     ap.add_argument("--card", type=Path, help="metrics.json of an evaluation: write the model card only")
     ap.add_argument("--history", type=Path, help="markdown with the training history, copied into the card")
     a = ap.parse_args()
-    print(card(a.variant, a.card, a.history) if a.card else release(a.variant, a.source, a.retune))
+    print(card(a.variant, a.card, a.history) if a.card else release(a.variant, a.source, a.retune, a.dest))
