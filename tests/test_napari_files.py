@@ -123,3 +123,16 @@ def test_neighbouring_worms_of_c10_get_different_colours(make_napari_viewer, tmp
     assert len(pairs) >= 2
     for a, b in touching_pairs(lab):  # within 16 px
         assert not np.allclose(layer.get_color(a), layer.get_color(b)), (a, b)
+
+
+def test_one_name_for_the_plugin_in_naparis_menus(make_napari_viewer):
+    from napari._app_model import get_app_model
+
+    make_napari_viewer(show=False)
+    menus = get_app_model().menus
+
+    def titles(menu_id: str) -> list[str]:
+        return [str(getattr(i, "title", None) or i.command.title) for i in menus.get_menu(menu_id)]
+
+    assert "napari-probseg" in titles("napari/plugins") and "napari-probseg" in titles("napari/file/samples")
+    assert titles("napari/plugins/napari-probseg") == ["Segment worms", "Proofreading", "Fine-tune", "Measure worms"]
