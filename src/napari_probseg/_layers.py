@@ -34,7 +34,7 @@ def channel_layers(image: np.ndarray, name: str, source: str, names: list[str] |
 
 
 def session_layer_data(session: Session, images: bool = True, **geo) -> list[LayerData]:
-    """Layers of a session: [images], max-probability (hidden), entropy (hidden), corrected labels (touching
+    """Layers of a session: [images], max-probability (hidden), entropy (hidden), corrected labels (neighbouring
     worms in different colours), top peaks (hidden), review items."""
     name, sid = session.image_name, session.session_id
     base = {"probseg_session_id": sid, "probseg_image_name": name, "probseg": session.meta}

@@ -7,6 +7,7 @@ when the dock is opened or the layer selected.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,5 +54,8 @@ def claim_our_files(_context: Any = None) -> list[str]:
     prefs = dict(plugins.extension2reader)
     added = [p for p in OUR_PATTERNS if p not in prefs]
     if added:
-        plugins.extension2reader = {**prefs, **dict.fromkeys(added, PLUGIN)}
+        try:  # napari saves its settings file on change; the preference holds for this session either way
+            plugins.extension2reader = {**prefs, **dict.fromkeys(added, PLUGIN)}
+        except OSError as exc:  # never let activation (and with it every command of the plugin) fail
+            logging.getLogger(__name__).warning("napari settings not saved: %s", exc)
     return added
