@@ -34,7 +34,7 @@ def estimate_text(steps: int, batch: int, crop: int, device: str) -> str:
     if device == "cuda":
         return f"{what}: no stored estimate for a GPU (much faster than a CPU); the run shows its pace."
     per = cpu_seconds_per_step(batch, crop)
-    return (f"{what}: about {duration(steps * per)} on a 2-core CPU ({per:.1f} s per step, an estimate for "
+    return (f"{what}: about {duration(steps * per)} on a 2-core CPU ({per:.2g} s per step, an estimate for "
             "the bundled model's size; a GPU is much faster). The run shows its own pace.")
 
 
