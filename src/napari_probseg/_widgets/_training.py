@@ -152,13 +152,13 @@ class TrainingWidget(QWidget):
             self.labels_combo.setCurrentIndex(layers.index(keep))
         self.labels_combo.blockSignals(False)
         self._on_labels_choice()
-        self._update_estimate()
 
     def _on_labels_choice(self, *_: Any) -> None:
         layer = self._labels_layer()
         if layer is not None and not self.init_edit.text():
             meta = layer.metadata["probseg_session"].meta
             self.init_edit.setText(str(meta.get("model_path") or meta.get("model") or ""))
+        self._update_estimate()  # the crop is capped at this layer's size
 
     def _labels_layer(self) -> Any | None:
         uid = self.labels_combo.currentData()
