@@ -96,7 +96,7 @@ def test_segment_bind_results_then_finetune(make_napari_viewer, qtbot, tiny_chec
     assert prov["postprocess"]["min_size"] == lm.postprocess.min_size + 1  # the user's value was used
     assert prov["sha256"] == lm.sha256 and prov["draws"] == 2 and prov["seed"] == 0
     assert prov["binarize"] == pytest.approx(0.75) and prov["dropout_rates"] == pytest.approx(lm.model.dropout_rates())
-    ent = viewer.layers["C10 entropy"]
+    ent = viewer.layers["C10 uncertainty (entropy)"]
     assert ent.colormap.name == "magma" and tuple(ent.contrast_limits) == pytest.approx((0, np.log(2)))
     peaks = viewer.layers["C10 uncertainty peaks"]
     assert len(peaks.data) == min(len(sess.peaks), 100) > 0  # the top 100 are drawn, the dock lists all

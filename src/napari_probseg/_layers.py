@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .label_colors import worm_colors
 from .peaks import PATCH
 from .session import Session
 
@@ -16,6 +17,7 @@ LayerData = tuple[Any, dict, str]
 LN2 = float(np.log(2))
 CHANNEL_STYLE = [("fluorescence", "red"), ("brightfield", "gray")]
 SHOWN_PEAKS = 100  # markers drawn; the dock lists every peak
+ENTROPY_SUFFIX = "uncertainty (entropy)"  # the layer says what it shows, not only how it is computed
 
 
 def channel_layers(image: np.ndarray, name: str, source: str, names: list[str] | None = None, **geo) -> list[LayerData]:
@@ -32,7 +34,8 @@ def channel_layers(image: np.ndarray, name: str, source: str, names: list[str] |
 
 
 def session_layer_data(session: Session, images: bool = True, **geo) -> list[LayerData]:
-    """Layers of a session: [images], max-probability, entropy, corrected labels, top peaks (hidden), review items."""
+    """Layers of a session: [images], max-probability (hidden), entropy (hidden), corrected labels (neighbouring
+    worms in different colours), top peaks (hidden), review items."""
     name, sid = session.image_name, session.session_id
     base = {"probseg_session_id": sid, "probseg_image_name": name, "probseg": session.meta}
     out: list[LayerData] = []
@@ -42,10 +45,11 @@ def session_layer_data(session: Session, images: bool = True, **geo) -> list[Lay
     pmax = probs.max(0) if len(probs) else np.zeros(session.labels.shape, np.float32)
     out.append((pmax, {"name": f"{name} probability (max)", "colormap": "viridis", "contrast_limits": (0, 1),
                        "visible": False, "metadata": {**base, "probseg_role": "probabilities", "probabilities": probs}, **geo}, "image"))
-    out.append((session.entropy, {"name": f"{name} entropy", "colormap": "magma", "contrast_limits": (0, LN2),
-                                  "blending": "additive", "opacity": 0.8,
+    # hidden until asked for: shown over the worms its speckle of boundary pixels reads as label noise
+    out.append((session.entropy, {"name": f"{name} {ENTROPY_SUFFIX}", "colormap": "magma", "contrast_limits": (0, LN2),
+                                  "blending": "additive", "opacity": 0.8, "visible": False,
                                   "metadata": {**base, "probseg_role": "entropy"}, **geo}, "image"))
-    out.append((session.labels, {"name": f"{name} labels", "opacity": 0.45,
+    out.append((session.labels, {"name": f"{name} labels", "opacity": 0.5, "colormap": worm_colors(session.labels),
                                  "metadata": {**base, "probseg_role": "labels", "probseg_session": session}, **geo}, "labels"))
     shown = session.peaks[:SHOWN_PEAKS]
     pts = np.array([[p.y + PATCH / 2, p.x + PATCH / 2] for p in shown], float).reshape(-1, 2)

@@ -7,12 +7,18 @@ when the dock is opened or the layer selected.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ._layers import LayerData, session_layer_data
 from .session import Session
 from .session_file import file_kind
+
+PLUGIN = "napari-probseg"
+# names only this plugin writes: predict's probabilities and the dock's session files
+OUR_PATTERNS = ("*_probabilities.npz", "*.probseg.npz")
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None:
@@ -32,3 +38,24 @@ def read_session(path: str | list[str]) -> list[LayerData]:
     kind = file_kind(path)
     session = Session.from_probabilities_file(path) if kind == "probabilities" else Session.load(path)
     return session_layer_data(session, images=True)
+
+
+def claim_our_files(_context: Any = None) -> list[str]:
+    """npe2 ``on_activate``: napari's reader preferences name this plugin for ``OUR_PATTERNS``.
+
+    Why: npe2 has no reader priority.  napari's builtin reader claims every ``*.npz`` too, so
+    without a preference ``napari C10_probabilities.npz`` asks which reader to use (builtin
+    preselected: one grey layer, no session).  A preference is napari's own answer (the same
+    one the dialog's "Remember this choice" writes; Preferences > Plugins lists it).  Patterns
+    the user has already given a reader keep theirs.  Returns the patterns added."""
+    from napari.settings import get_settings
+
+    plugins = get_settings().plugins
+    prefs = dict(plugins.extension2reader)
+    added = [p for p in OUR_PATTERNS if p not in prefs]
+    if added:
+        try:  # napari saves its settings file on change; the preference holds for this session either way
+            plugins.extension2reader = {**prefs, **dict.fromkeys(added, PLUGIN)}
+        except OSError as exc:  # never let activation (and with it every command of the plugin) fail
+            logging.getLogger(__name__).warning("napari settings not saved: %s", exc)
+    return added

@@ -1,4 +1,10 @@
-"""napari writer: a labels layer as a proofreading session file."""
+"""napari writers: a proofreading session file from a labels layer, or from a session's layers.
+
+Why two: napari's builtin labels writer also takes ``.npz`` (and writes only ``arr_0``).
+``File > Save All Layers`` of a session's layers lists the multi-layer writer first, so the
+full session is the default there; for one selected labels layer the ``.probseg.npz``
+extension picks this plugin (npe2 prefers the longest matching extension).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,3 +32,12 @@ def write_session(path: str, data: Any, meta: dict) -> list[str]:
     if p.suffix != ".npz":
         p = p.with_name(p.name + SUFFIX)
     return [str(session.save(p))]
+
+
+def write_session_layers(path: str, layer_data: list[tuple[Any, dict, str]]) -> list[str]:
+    """napari writer hook for several layers (labels + images [+ points]): the session of
+    the one labels layer; the other layers are parts of that session, saved with it."""
+    labels = [(data, meta) for data, meta, kind in layer_data if kind == "labels"]
+    if len(labels) != 1:
+        raise SessionError(f"a proofreading session holds one labels layer; {len(labels)} were given")
+    return write_session(path, *labels[0])

@@ -92,31 +92,51 @@ def _jsonable(value):
     raise TypeError(f"meta value of type {type(value).__name__} is not JSON serialisable")
 
 
+def overview_rgb(image: np.ndarray) -> tuple[np.ndarray, str]:
+    """The input as napari shows it (brightfield grey, fluorescence added in red) and the
+    legend that says so; a one-channel image is grey."""
+    from .data import normalize
+
+    img = np.clip(normalize(np.asarray(image, dtype=np.float32)), 0, 1)
+    if img.shape[0] == 1:
+        return np.repeat(img[0][..., None], 3, axis=-1), "input (grey)"
+    fluo, bright = img[0], img[1]
+    rgb = np.repeat(bright[..., None], 3, axis=-1)
+    rgb[..., 0] = np.clip(bright + fluo, 0, 1)
+    return rgb, "input (grey: brightfield, red: fluorescence)"
+
+
+def labels_rgb(labels: np.ndarray) -> np.ndarray:
+    """Instances in the colours the napari labels layer uses (touching worms differ), black background."""
+    from matplotlib.colors import to_rgb
+
+    from .label_colors import worm_colors
+
+    lut = np.zeros((int(labels.max()) + 1, 3), np.float32)
+    for i, color in worm_colors(labels).items():
+        if i and i < len(lut):
+            lut[i] = to_rgb(color)
+    return lut[labels]
+
+
 def render_overview(image: np.ndarray, pred: Prediction, path: str | Path, title: str = "", top_peaks: int = 20) -> Path:
     """Figure-1-style PNG: input, instances, entropy with the top uncertainty peaks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from skimage.color import label2rgb
 
-    from .data import normalize
-
-    img = normalize(np.asarray(image, dtype=np.float32))
-    rgb = np.zeros((*img.shape[1:], 3), np.float32)
-    rgb[..., 0] = np.clip(img[0], 0, 1)
-    if img.shape[0] > 1:
-        rgb[..., 1] = rgb[..., 2] = np.clip(img[1], 0, 1)
+    rgb, legend = overview_rgb(image)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     axes[0].imshow(rgb)
-    axes[0].set_title("input (red: fluorescence, grey: brightfield)")
-    axes[1].imshow(label2rgb(pred.labels(), bg_label=0))
-    axes[1].set_title(f"{pred.n_instances} instances (p >= {pred.binarize})")
+    axes[0].set_title(legend)
+    axes[1].imshow(labels_rgb(pred.labels()))
+    axes[1].set_title(f"{pred.n_instances} instances (p >= {pred.binarize}; touching worms in different colours)")
     im = axes[2].imshow(pred.entropy, cmap="magma", vmin=0, vmax=np.log(2))
     for pk in pred.peaks[:top_peaks]:
         axes[2].add_patch(plt.Rectangle((pk.x - 6, pk.y - 6), 16, 16, fill=False, ec="cyan", lw=1))
-    axes[2].set_title(f"entropy, top {min(top_peaks, len(pred.peaks))} uncertainty peaks")
-    fig.colorbar(im, ax=axes[2], fraction=0.04)
+    axes[2].set_title(f"uncertainty (entropy), top {min(top_peaks, len(pred.peaks))} peaks in cyan")
+    fig.colorbar(im, ax=axes[2], fraction=0.04, label="entropy (0: certain, ln 2: undecided)")
     for a in axes:
         a.axis("off")
     if title:
