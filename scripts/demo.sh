@@ -7,4 +7,4 @@ bash scripts/setup.sh
 OUT=${1:-demo-output}
 S=src/napari_probseg/sample_data
 .venv/bin/probseg predict "$S/C04.tif" "$S/C10.tif" "$S/D21.tif" --model bbbc010-concrete --out "$OUT" --png
-echo "Done: open $OUT/*_overview.png, or load the results in napari (napari $OUT/C10_probabilities.npz)."
+echo "Done: open $OUT/*_overview.png, or load the results in napari (.venv/bin/napari --plugin napari-probseg $OUT/C10_probabilities.npz)."
