@@ -30,6 +30,20 @@ class SessionError(ValueError):
     """A session file or an edit that cannot be used; the message says why."""
 
 
+@dataclass(frozen=True)
+class WormInfo:
+    """What the dock shows about the selected worm."""
+
+    label: int
+    area: int  # pixels
+    instance: int | None  # 0-based model instance covering it best (None: no probabilities)
+    mean_probability: float
+
+    def text(self) -> str:
+        inst = f" (model instance {self.instance + 1})" if self.instance is not None else ""
+        return f"worm {self.label}: {self.area} px, mean probability {self.mean_probability:.2f}{inst}"
+
+
 @dataclass
 class Session:
     image_name: str
@@ -125,12 +139,45 @@ class Session:
         """Indices (into ``items``) of the default review list: items at or above the calibrated score."""
         return [i for i, it in enumerate(self.items) if it.score >= ReviewConfig().min_score]
 
-    def item_labels(self, index: int, labels: np.ndarray | None = None, radius: int = 3) -> list[int]:
-        """Label ids at a review item: those around its point first, then its instances that still exist."""
+    def item_labels(self, index: int, labels: np.ndarray | None = None) -> list[int]:
+        """Label ids of a review item: its instances that are in the label image, in its order.
+
+        Why not the worms around its point (as for patches): at a missed worm the nearest
+        labelled worm is a good neighbour, and offering it invited erasing the wrong worm.
+        A missed worm (never binarised) has no id yet: the list is empty, the fix adds it.
+        """
         lab = self.labels if labels is None else labels
-        it = self.items[index]
-        window = grown_window(it.y, it.x, 1, lab.shape, grow=radius)
-        return _ids_then_instances(lab, lab[window], it.instances)
+        present = set(np.unique(lab).tolist())
+        return [i + 1 for i in self.items[index].instances if i + 1 in present]
+
+    def instance_at(self, y: int, x: int, min_p: float = 0.1) -> int | None:
+        """The model's instance most probable at pixel (y, x) (0-based), None under ``min_p``:
+        what a click on a spot the labels leave empty points at."""
+        if not len(self.probabilities):
+            return None
+        h, w = self.labels.shape
+        if not (0 <= y < h and 0 <= x < w):
+            return None
+        col = self.probabilities[:, y, x]
+        i = int(np.argmax(col))
+        return i if col[i] >= min_p else None
+
+    def worm_info(self, label: int, labels: np.ndarray | None = None) -> WormInfo | None:
+        """Area and mean probability of a worm of the label image (None when it is not there).
+
+        The probability is that of the model instance covering the worm best (largest summed
+        probability over its pixels), averaged over the worm: a worm the model saw in every
+        draw reads ~1, a worm added from a sub-threshold instance or merged by hand reads lower.
+        """
+        lab = self.labels if labels is None else labels
+        mask = lab == label
+        if label <= 0 or not mask.any():
+            return None
+        if not len(self.probabilities):
+            return WormInfo(int(label), int(mask.sum()), None, float("nan"))
+        sums = self.probabilities[:, mask].sum(1)
+        best = int(np.argmax(sums))
+        return WormInfo(int(label), int(mask.sum()), best, float(sums[best] / mask.sum()))
 
     def record(self, action: str, peak: int | None, **details) -> None:
         self.history.append({"time": time.time(), "action": action, "peak": peak, **details})
