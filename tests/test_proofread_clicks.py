@@ -118,6 +118,7 @@ def test_missed_worm_is_added_with_one_key_and_undone(make_napari_viewer, qtbot,
     assert dock.label_a.value() == 16 and labels.selected_label == 16
     assert "worm 16: 871 px, mean probability 0.38 (model instance 1)" in dock.selection.text()
     assert dock.queue.reviewed[row] and "[x]" in dock.peak_list.item(row).text()
+    assert "fixed (add the model's worm 1 (p >= 0.19) as worm 16)" in dock.item_text.text()
     qtbot.keyClick(canvas, Qt.Key_F, Qt.ShiftModifier)  # twice: nothing more, and the user is told why
     assert "labelled already, mostly as worm 16" in str(notes[-1].message) and (labels.data == 16).sum() == 871
 

@@ -67,6 +67,8 @@ class EditsMixin:
             return False
         self._commit(edit, "fix", item=i, kind=it.kind, fix=it.fix)
         self.toggle_reviewed(True)
+        self.item_text.setText(f"Item #{i + 1}: fixed ({edit.description}). Adjust it with the brush (P), "
+                               "Ctrl+Z undoes the fix, N goes on.")
         return True
 
     # ---- clicks ------------------------------------------------------------------------------
@@ -92,7 +94,9 @@ class EditsMixin:
         """Make ``label`` the selected worm (A, the brush's label); 0 clears the selection."""
         if label != self.label_a.value():
             self._clear_seeds()
+        self.label_a.blockSignals(True)  # one refresh of the selection line, below
         self.label_a.setValue(label)
+        self.label_a.blockSignals(False)
         self._show_selection()
         if label:
             self.labels_layer.selected_label = label

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -84,6 +84,9 @@ class ProofreadingWidget(EditsMixin, SavingMixin, QWidget):
                                   "the 4x4 patches are the paper's uncertainty peaks")
         self.list_mode.currentIndexChanged.connect(lambda _: self.session is not None and self.show_list())
         self.peak_list = QListWidget()
+        self.peak_list.setWordWrap(True)  # the whole row (kind and fix) stays readable in a narrow dock
+        self.peak_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.peak_list.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.peak_list.currentRowChanged.connect(lambda r: r >= 0 and r != self.current and self.go_to(r))
         self.item_text = QLabel("")  # the current item: what is suspected, the fix, the key
         self.item_text.setWordWrap(True)
