@@ -46,8 +46,16 @@ class EditsMixin:
 
     # ---- the suggested fix of the current item (Shift-F) -----------------------------------
     def fix(self) -> bool:
-        """Apply the current review item's suggested fix; say why when it cannot apply."""
-        if not self._ready(need_peak=True):
+        """Apply the current review item's suggested fix; say why when it cannot apply.
+
+        With no current item, the first one is shown instead: a fix is applied only to an
+        item the user has seen.
+        """
+        if not self._ready(need_peaks=True):
+            return False
+        if self.current is None:
+            self.go_to(0)
+            C.info("This is the first item of the list; press Shift-F again to apply its fix.")
             return False
         if self.queue.patches:
             C.info("The 4x4 patches carry no suggested fix: edit by clicking the worms, or choose the review list.")
