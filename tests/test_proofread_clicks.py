@@ -197,6 +197,8 @@ def test_click_select_merge_split_erase_add_and_undo(make_napari_viewer, qtbot, 
 def test_closing_a_session_leaves_an_empty_dock(make_napari_viewer, qtbot, c10_file, notes):
     path, _ = c10_file
     viewer = make_napari_viewer(show=True)
+    empty = viewer.window.add_plugin_dock_widget("napari-probseg", "Proofreading")[1]
+    assert empty.bar.text() == "no session"  # opened before any session
     dock = open_session(viewer, path)
     labels = dock.labels_layer
     dock.accept()

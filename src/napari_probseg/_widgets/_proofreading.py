@@ -70,6 +70,8 @@ class ProofreadingWidget(EditsMixin, SavingMixin, QWidget):
         layers = C.session_labels_layers(napari_viewer)
         if layers:
             self.bind(layers[0])
+        else:
+            self._update_progress()  # 'no session', not an empty 'reviewed 0 / 100'
 
     # ---- UI -----------------------------------------------------------------------
     def _build(self) -> None:
