@@ -89,6 +89,8 @@ class ProofreadingWidget(EditsMixin, SavingMixin, QWidget):
         self.peak_list.setWordWrap(True)  # the whole row (kind and fix) stays readable in a narrow dock
         self.peak_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.peak_list.setResizeMode(QListWidget.ResizeMode.Adjust)
+        # about six two-line rows whatever else the dock shows (napari scrolls a dock taller than its space)
+        self.peak_list.setMinimumHeight(13 * self.peak_list.fontMetrics().lineSpacing())
         self.peak_list.currentRowChanged.connect(lambda r: r >= 0 and r != self.current and self.go_to(r))
         self.item_text = QLabel("")  # the current item: what is suspected, the fix, the key
         self.item_text.setWordWrap(True)
