@@ -215,7 +215,7 @@ def test_proofread_queue_edits_undo_save_reopen(make_napari_viewer, qtbot, tmp_p
 
     # the default list: the suspected errors (here one), then the paper's patches on request
     assert dock.queue.mode == "errors" and dock.peak_list.count() == 1 == len(s.default_items())
-    assert "possible missed worm: add?" in dock.peak_list.item(0).text() and "worms 4" in dock.peak_list.item(0).text()
+    assert "possible missed worm: add the model's worm 4" in dock.peak_list.item(0).text()
     assert dock.peaks_layer().visible and not dock.peaks_layer("peaks").visible
     dock.accept()
     np.testing.assert_allclose(camera(viewer).center[-2:], (s.items[0].y, s.items[0].x))

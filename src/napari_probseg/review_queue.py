@@ -8,8 +8,9 @@ Three views of one session:
 - ``all``: every review item ("show all");
 - ``patches``: the 4x4 uncertainty peaks of the paper (section 3.1, Table 2).
 
-Each view gives the point to look at, a one-line text, the label ids to select and the
-reviewed flags (items and patches keep separate flags in the session).
+Each view gives the point to look at, a one-line text (for items: what is suspected and
+the suggested fix in plain words, which ``edits.fix_item`` applies), the label ids to select
+and the reviewed flags (items and patches keep separate flags in the session).
 """
 from __future__ import annotations
 
@@ -60,8 +61,25 @@ class ReviewQueue:
             worms = ", ".join(str(k + 1) for k in pk.instances) or "-"
             return f"{mark} #{i + 1}  H={pk.score:.3f}  ({pk.y},{pk.x})  instances {worms}"
         it = self.session.items[i]
-        worms = ", ".join(str(k + 1) for k in it.instances) or "-"
-        return f"{mark} #{i + 1}  {it.description}: {it.fix}?  worms {worms}  (score {it.score:.0f})"
+        return f"{mark} #{i + 1}  {it.description}: {self.fix_text(i)}  (score {it.score:.0f})"
+
+    def fix_text(self, i: int) -> str:
+        """The suggested fix of item ``i`` in plain words (model instances numbered from 1, as
+        the label ids they get when binarised)."""
+        s = self.session
+        it = s.items[i]
+        below = [k + 1 for k in it.instances if s.probabilities[k].max() < s.binarize]
+        kept = [k + 1 for k in it.instances if k + 1 not in below]
+        names = ", ".join(map(str, kept)) or "-"
+        if it.fix == "add":
+            return f"add the model's worm {', '.join(map(str, below or kept))}"
+        if it.fix == "split":
+            return f"split worm {', '.join(map(str, below))} off worm {names}" if below else f"split worm {names}"
+        if it.fix == "merge":
+            return f"merge worms {' + '.join(map(str, kept))}"
+        if it.fix == "erase":
+            return f"erase worm {names}"
+        return f"repaint the outline of worm {names} by hand"
 
     def next_open(self, start: int = 0) -> int | None:
         """First unreviewed entry at or after ``start`` (wrapping), None when all are done."""

@@ -22,6 +22,16 @@ KEYS: dict[str, tuple[str, str]] = {
     "n": ("next_peak", "next entry of the list"),
     "Shift-N": ("previous_peak", "previous entry of the list"),
     "Shift-R": ("accept", "mark the entry reviewed, go to the next open one"),
+    "Shift-F": ("fix", "apply the suggested fix of the current item (e.g. add a missed worm)"),
+    "Shift-S": ("split", "split the selected worm at the Ctrl-clicked seed points"),
+    "Shift-E": ("erase", "erase the selected worm"),
+}
+# what clicks on the image do (the session's Labels layer selected, in pan/zoom mode: Z)
+CLICKS: dict[str, str] = {
+    "Click": "select the worm (its id, area and mean probability show in the dock)",
+    "Shift+Click": "merge that worm into the selected one; on an empty spot: add the model's worm there",
+    "Ctrl+Click": "place a split seed on the worm (one per part), then Shift+S",
+    "Ctrl+Z / Ctrl+Shift+Z": "undo / redo the last correction (logged as undo / redo)",
 }
 
 
@@ -64,8 +74,10 @@ def help_html(skip: list[str] = ()) -> str:
     rows = "".join(f"<tr><td><b>{qt_sequence(k).toString()}</b></td><td>{text}"
                    f"{' <i>(bound to something else: use the button)</i>' if k in skip else ''}</td></tr>"
                    for k, (_, text) in KEYS.items())
-    return ("<table cellspacing=4>" + rows + "</table>"
-            "Keys work while the image or this dock has focus; painting keys are napari's own.")
+    clicks = "".join(f"<tr><td><b>{k}</b></td><td>{text}</td></tr>" for k, text in CLICKS.items())
+    return ("<table cellspacing=4>" + rows + clicks + "</table>"
+            "Keys work while the image or this dock has focus; clicks while the labels layer is selected "
+            "in pan/zoom mode (Z); painting keys are napari's own.")
 
 
 class ShortcutsHelp(QWidget):

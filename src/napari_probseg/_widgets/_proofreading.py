@@ -1,25 +1,23 @@
 """Proofreading dock: walk the review list (suspected errors) and correct the labels there.
 
 The list is a ``review_queue.ReviewQueue``: by default the review items at or above the
-calibrated score; a selector shows all items or the paper's 4x4 entropy patches instead.
+calibrated score, each with what is suspected and its suggested fix; a selector shows all
+items or the paper's 4x4 entropy patches instead.
 
-Edits are computed by ``session`` (pure functions) and applied with
-``Labels.data_setitem`` inside ``block_history`` so each is one Ctrl+Z step.  The
-session is autosaved after every edit (and, debounced, after brush strokes and undo).
-Shortcuts (``_keys``): N next entry, Shift-N previous, Shift-R mark reviewed and go on.
+This module holds the list, navigation and binding to a session's layers; the corrections
+(one-key fixes, click editing, undo) are in ``_proof_edit``, clicks reach them through
+``_proof_clicks``, saving is in ``_proof_save``.  Shortcuts: one table in ``_keys``.
 """
 from __future__ import annotations
 
-import time
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -31,13 +29,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import edits as E
-from ..autosave import autosave as autosave_session
 from ..review_queue import MODES, ReviewQueue
-from ..session import Session, SessionError
-from ..session_file import SUFFIX
+from ..session import Session
 from . import _common as C
 from . import _keys as K
+from . import _proof_clicks
+from ._proof_edit import EditsMixin
+from ._proof_save import SavingMixin
 
 if TYPE_CHECKING:
     import napari
@@ -46,8 +44,8 @@ VIEW_PX = 128  # side of the field of view around a peak, in image pixels (a wor
 COLOURS = {"open": (0.0, 1.0, 1.0, 1.0), "reviewed": (0.2, 1.0, 0.2, 1.0), "current": (1.0, 1.0, 0.0, 1.0)}
 
 
-class ProofreadingWidget(QWidget):
-    """Dock 'Proofreading': ranked review items (or patches), navigation, merge/split/erase/replace, save."""
+class ProofreadingWidget(EditsMixin, SavingMixin, QWidget):
+    """Dock 'Proofreading': ranked review items (or patches) with one-key fixes, click editing, save."""
 
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
@@ -59,6 +57,7 @@ class ProofreadingWidget(QWidget):
         self.autosave_folder: Path | None = None  # None: autosave.autosave_dir()
         self.last_autosave: Path | None = None
         self._saved_labels: np.ndarray | None = None
+        self._detach_clicks: Any = None
         self._debounce = QTimer(self, singleShot=True, interval=400)
         self._debounce.timeout.connect(self._autosave_if_changed)
         self._build()
@@ -71,6 +70,8 @@ class ProofreadingWidget(QWidget):
         layers = C.session_labels_layers(napari_viewer)
         if layers:
             self.bind(layers[0])
+        else:
+            self._update_progress()  # 'no session', not an empty 'reviewed 0 / 100'
 
     # ---- UI -----------------------------------------------------------------------
     def _build(self) -> None:
@@ -85,18 +86,29 @@ class ProofreadingWidget(QWidget):
                                   "the 4x4 patches are the paper's uncertainty peaks")
         self.list_mode.currentIndexChanged.connect(lambda _: self.session is not None and self.show_list())
         self.peak_list = QListWidget()
+        self.peak_list.setWordWrap(True)  # the whole row (kind and fix) stays readable in a narrow dock
+        self.peak_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.peak_list.setResizeMode(QListWidget.ResizeMode.Adjust)
+        # about six two-line rows whatever else the dock shows (napari scrolls a dock taller than its space)
+        self.peak_list.setMinimumHeight(13 * self.peak_list.fontMetrics().lineSpacing())
         self.peak_list.currentRowChanged.connect(lambda r: r >= 0 and r != self.current and self.go_to(r))
+        self.item_text = QLabel("")  # the current item: what is suspected, the fix, the key
+        self.item_text.setWordWrap(True)
+        self.selection = QLabel("")  # the selected worm: id, area, mean probability
+        self.selection.setWordWrap(True)
         self.label_a = QSpinBox(minimum=0, maximum=2**31 - 1)
         self.label_b = QSpinBox(minimum=0, maximum=2**31 - 1)
-        self.label_a.setToolTip("instance A: kept by merge, split / erased / replaced")
-        self.label_b.setToolTip("instance B: merged into A")
+        self.label_a.setToolTip("selected worm A (click a worm to select it): kept by merge, split / erased / replaced")
+        self.label_b.setToolTip("worm B: merged into A (or Shift-click it on the image)")
+        self.label_a.valueChanged.connect(self._show_selection)
         grid = QGridLayout()
         buttons = [
             ("< Previous (Shift-N)", self.previous_peak), ("Next (N) >", self.next_peak),
-            ("Accept + next (Shift-R)", self.accept), ("Toggle reviewed", self.toggle_reviewed),
-            ("Merge B into A", self.merge), ("Split A (seed points)", self.split),
-            ("Erase A", self.erase), ("Paint new instance", self.start_paint),
-            ("Replace A by painted", self.replace), ("Undo", self.undo),
+            ("Apply fix (Shift-F)", self.fix), ("Accept + next (Shift-R)", self.accept),
+            ("Merge B into A", self.merge), ("Split A at seeds (Shift-S)", self.split),
+            ("Erase A (Shift-E)", self.erase), ("Toggle reviewed", self.toggle_reviewed),
+            ("Paint new instance", self.start_paint), ("Replace A by painted", self.replace),
+            ("Undo (Ctrl+Z)", self.undo), ("Redo (Ctrl+Shift+Z)", self.redo),
             ("Save session...", self.save_dialog), ("Open session...", self.open_dialog),
         ]
         self.buttons = {}
@@ -105,6 +117,7 @@ class ProofreadingWidget(QWidget):
             b.clicked.connect(lambda _=False, s=slot: s())
             grid.addWidget(b, i // 2, i % 2)
             self.buttons[slot.__name__] = b
+        self.buttons["fix"].setToolTip("apply the suggested fix of the current item of the review list")
         ab = QHBoxLayout()
         for text, w in (("A", self.label_a), ("B", self.label_b)):
             ab.addWidget(QLabel(text))
@@ -112,7 +125,7 @@ class ProofreadingWidget(QWidget):
         self.autosave_label = QLabel("")
         self.autosave_label.setWordWrap(True)
         lay = QVBoxLayout(self)
-        for w in (self.title, self.list_mode, self.bar, self.peak_list):
+        for w in (self.title, self.list_mode, self.bar, self.peak_list, self.item_text, self.selection):
             lay.addWidget(w)
         lay.addLayout(ab)
         lay.addLayout(grid)
@@ -130,12 +143,21 @@ class ProofreadingWidget(QWidget):
             self.unbind()
 
     def unbind(self) -> None:
+        """Forget the session: its list, progress, selection and the click routing on its layer."""
         if self.labels_layer is not None:
             for ev in (self.labels_layer.events.paint, self.labels_layer.events.set_data):
                 ev.disconnect(self._schedule_autosave)
+        if self._detach_clicks is not None:
+            self._detach_clicks()
+            self._detach_clicks = None
         self.session, self.labels_layer, self.current, self.queue = None, None, None, None
         self.peak_list.clear()
-        self.title.setText("No session.")
+        self.title.setText("No session: run 'Segment worms' or open a session file.")
+        self.item_text.setText("")
+        self.label_a.setValue(0)
+        self.label_b.setValue(0)
+        self._show_selection()
+        self._update_progress()
 
     def bind(self, labels_layer: Any) -> None:
         """Proofread the session stored on this labels layer."""
@@ -148,6 +170,8 @@ class ProofreadingWidget(QWidget):
         self._saved_labels = self.session.labels.copy()
         labels_layer.events.paint.connect(self._schedule_autosave)
         labels_layer.events.set_data.connect(self._schedule_autosave)
+        self._detach_clicks = _proof_clicks.attach(labels_layer, self)
+        self.viewer.layers.selection.active = labels_layer  # clicks on the image reach the labels
         m = self.session.meta
         s = self.session
         self.title.setText(f"{s.image_name}: {len(s.default_items())} suspected errors ({len(s.items)} review items, "
@@ -155,6 +179,7 @@ class ProofreadingWidget(QWidget):
                            f"(sha256 {str(m.get('sha256', ''))[:8]}), {m.get('draws', '?')} draws, "
                            f"binarised at {s.binarize:g}")
         self.show_list()
+        self.select_worm(0)
 
     def show_list(self, mode: str | None = None) -> None:
         """List the suspected errors ('errors', default), all review items ('all') or the 4x4 patches ('patches')."""
@@ -196,9 +221,11 @@ class ProofreadingWidget(QWidget):
             pl.border_color = colours
 
     def _update_progress(self) -> None:
+        """'reviewed k / K' of the list shown; an empty bar saying so without a session."""
         q = self.queue
-        self.bar.setRange(0, max(len(q), 1) if q else 1)
-        self.bar.setValue(int(q.reviewed.sum()) if q else 0)
+        self.bar.setFormat("reviewed %v / %m" if q is not None else "no session")
+        self.bar.setRange(0, max(len(q), 1) if q is not None else 1)
+        self.bar.setValue(int(q.reviewed.sum()) if q is not None else 0)
 
     # ---- navigation -------------------------------------------------------------------
     def go_to(self, index: int) -> None:
@@ -212,15 +239,26 @@ class ProofreadingWidget(QWidget):
         cam.center = tuple(centre[-2:])
         cam.zoom = min(C.canvas_size(self.viewer)) / (VIEW_PX * float(self.labels_layer.scale[-1]))
         ids = self.queue.labels_at(index)
-        self.label_a.setValue(ids[0] if ids else 0)
+        self.select_worm(ids[0] if ids else 0)
         self.label_b.setValue(ids[1] if len(ids) > 1 else 0)
-        if ids:
-            self.labels_layer.selected_label = ids[0]
+        self._show_item()
+        self.viewer.layers.selection.active = self.labels_layer
         self._style_peaks()
         self.peak_list.blockSignals(True)
         self.peak_list.setCurrentRow(index)
         self.peak_list.blockSignals(False)
         self.viewer.status = f"{self.queue.record_name()} {index + 1}/{len(self.queue)}: instances {ids}"
+
+    def _show_item(self) -> None:
+        """The current item in words under the list, with the key that applies its fix."""
+        q, i = self.queue, self.current
+        if q is None or i is None or q.patches:
+            self.item_text.setText("" if q is None or i is None else
+                                   f"Patch #{i + 1}: click a worm to select it, Shift-click to merge, Ctrl-click to split.")
+            return
+        it = self.session.items[i]
+        self.item_text.setText(f"Item #{i + 1}, {it.description}. Suggested fix: {q.fix_text(i)} "
+                               "(Shift-F applies it; Ctrl+Z undoes).")
 
     def next_peak(self) -> None:
         self.go_to(0 if self.current is None else self.current + 1)
@@ -259,133 +297,4 @@ class ProofreadingWidget(QWidget):
         if need_peak and self.current is None:
             self.go_to(0)
         return True
-
-    # ---- edits -------------------------------------------------------------------------
-    def apply(self, make_edit: Any, action: str, **details: Any) -> bool:
-        """Compute an edit on the current labels and apply it as one undoable step."""
-        if not self._ready():
-            return False
-        try:
-            edit = make_edit(np.asarray(self.labels_layer.data))
-        except SessionError as exc:
-            C.error(str(exc))
-            return False
-        with self.labels_layer.block_history():
-            self.labels_layer.data_setitem(edit.indices, edit.values)
-        self.session.record(action, self.current, description=edit.description, **details)
-        self.autosave()
-        return True
-
-    def merge(self) -> bool:
-        a, b = self.label_a.value(), self.label_b.value()
-        return self.apply(lambda lab: E.merge(lab, a, b), "merge", a=a, b=b)
-
-    def erase(self) -> bool:
-        a = self.label_a.value()
-        return self.apply(lambda lab: E.erase(lab, a), "erase", a=a)
-
-    def split(self) -> bool:
-        """Split A by watershed from the points of the 'split seeds' layer (created on first use)."""
-        seeds = self._scratch("split seeds", "points")
-        if len(seeds.data) < 2:
-            self.viewer.layers.selection.active = seeds
-            seeds.mode = "add"
-            C.info("Click two or more seed points on the instance (one per part), then press Split again.")
-            return False
-        a = self.label_a.value()
-        pts = np.array([self.labels_layer.world_to_data(seeds.data_to_world(p))[-2:] for p in seeds.data])
-        if self.apply(lambda lab: E.split(lab, a, pts), "split", a=a, seeds=pts.tolist()):
-            seeds.data = np.zeros((0, 2))
-            self.viewer.layers.selection.active = self.labels_layer
-            return True
-        return False
-
-    def start_paint(self) -> None:
-        paint = self._scratch("paint", "labels")
-        self.viewer.layers.selection.active = paint
-        paint.selected_label = 1
-        paint.mode = "paint"
-        C.info("Paint the instance, then press 'Replace A by painted' (A = 0 adds it as a new instance).")
-
-    def replace(self) -> bool:
-        paint = self._scratch("paint", "labels")
-        mask = np.asarray(paint.data) > 0
-        a = self.label_a.value()
-        if self.apply(lambda lab: E.replace(lab, a, mask), "replace", a=a):
-            paint.data = np.zeros_like(paint.data)
-            self.viewer.layers.selection.active = self.labels_layer
-            return True
-        return False
-
-    def undo(self) -> None:
-        if self._ready():
-            self.labels_layer.undo()
-            self.session.record("undo", self.current)
-            self.autosave()
-
-    def _scratch(self, what: str, kind: str) -> Any:
-        """A helper layer (seed points / paint) aligned with the labels layer, reused if present."""
-        name = f"{self.session.image_name if self.session else 'probseg'} {what}"
-        if name in self.viewer.layers:
-            return self.viewer.layers[name]
-        geo = {"scale": self.labels_layer.scale, "translate": self.labels_layer.translate} if self.labels_layer else {}
-        if kind == "points":
-            return self.viewer.add_points(np.zeros((0, 2)), name=name, size=6, face_color="yellow", **geo)
-        shape = self.labels_layer.data.shape if self.labels_layer is not None else (1, 1)
-        return self.viewer.add_labels(np.zeros(shape, np.int32), name=name, **geo)
-
-    # ---- saving ------------------------------------------------------------------------
-    def _schedule_autosave(self, *_: Any) -> None:
-        self._debounce.start()
-
-    def _autosave_if_changed(self) -> None:
-        if self.session is not None and self.labels_layer is not None:
-            if self._saved_labels is None or not np.array_equal(self._saved_labels, self.labels_layer.data):
-                self.session.record("paint", self.current)
-                self.autosave()
-
-    def autosave(self) -> Path | None:
-        """Write the session to its autosave slot; a failure is reported, never raised."""
-        if self.session is None:
-            return None
-        self.session.labels = np.asarray(self.labels_layer.data)
-        try:
-            self.last_autosave = autosave_session(self.session, self.autosave_folder)
-        except OSError as exc:
-            C.error(f"Autosave failed ({exc}); save the session manually to keep your corrections.")
-            return None
-        self._saved_labels = self.session.labels.copy()
-        self.autosave_label.setText(f"autosaved {time.strftime('%H:%M:%S')} to {self.last_autosave}")
-        return self.last_autosave
-
-    def save(self, path: str | Path) -> Path | None:
-        if not self._ready():
-            return None
-        self.session.labels = np.asarray(self.labels_layer.data)
-        try:
-            return self.session.save(path)
-        except OSError as exc:
-            C.error(f"Could not save the session to {path}: {exc}")
-            return None
-
-    def save_dialog(self) -> None:
-        if not self._ready():
-            return
-        default = str(Path.home() / f"{self.session.image_name}{SUFFIX}")
-        path, _ = QFileDialog.getSaveFileName(self, "Save proofreading session", default, "session (*.npz)")
-        if path and self.save(path):
-            C.info(f"Session saved to {path}")
-
-    def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "probseg session or probabilities (*.npz)")
-        if path:
-            self.open(path)
-
-    def open(self, path: str | Path) -> list[Any]:
-        """Open a session / probabilities file through the plugin's reader (errors -> notification)."""
-        try:
-            return self.viewer.open(str(path), plugin="napari-probseg")
-        except Exception as exc:  # napari wraps reader errors in its own exception types
-            C.error(f"Could not open {path}: {exc}")
-            return []
 
