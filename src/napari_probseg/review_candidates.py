@@ -35,7 +35,8 @@ FEATURES = (
     "min_existence",  # lowest existence probability (highest pixel probability) of its instances
     "log_size_max",  # largest log(area / median instance area): a merge is big
     "log_size_min",  # smallest log(area / median instance area): a fragment is small
-    "overlap",  # largest share of an instance's pixels that another instance also claims
+    "contact",  # largest share of an instance's 2-px surrounding ring that other instances cover (touching worms)
+    "touches_border",  # share of its instances that touch the image edge
     "min_mean_prob",  # lowest mean probability of an instance over its p >= 0.5 mask
     "uncertain_share",  # largest share of an instance's support with 0.2 <= p <= 0.8
 )
@@ -229,20 +230,41 @@ def _instance_stats(prob: np.ndarray, threshold: float) -> dict[str, np.ndarray]
     binarised = flat.max(1) >= threshold
     ref = area[binarised & (area > 0)]
     med = float(np.median(ref)) if len(ref) else (float(np.median(area[area > 0])) if (area > 0).any() else 1.0)
-    claimed = half.sum(0) >= 2
     support = (flat > 0.01).sum(1)
     unsure = ((flat >= 0.2) & (flat <= 0.8)).sum(1)
     mean_p = np.array([flat[k][half[k]].mean() if area[k] else 0.0 for k in range(n)])
     return {"area": area, "median_area": np.full(n, med), "existence": flat.max(1), "binarised": binarised,
-            "overlap": (half & claimed[None, :]).sum(1) / np.maximum(area, 1), "mean_prob": mean_p,
+            "contact": _contact(prob >= 0.5), "mean_prob": mean_p, "border": _touches_border(prob >= 0.5),
             "uncertain_share": unsure / np.maximum(support, 1)}
+
+
+def _contact(half: np.ndarray) -> np.ndarray:
+    """Per instance: the share of the 2-px ring around its mask that other instances' masks cover."""
+    count = half.sum(0)
+    out = np.zeros(len(half))
+    for k in range(len(half)):
+        box = ndimage.find_objects(half[k].astype(np.int8))
+        if not box or box[0] is None:
+            continue
+        sl = tuple(slice(max(s.start - 3, 0), min(s.stop + 3, n)) for s, n in zip(box[0], half.shape[1:]))
+        m = half[k][sl]
+        ring = ndimage.binary_dilation(m, iterations=2) & ~m
+        others = (count[sl] - m) > 0
+        out[k] = float((ring & others).sum() / max(ring.sum(), 1))
+    return out
+
+
+def _touches_border(half: np.ndarray) -> np.ndarray:
+    edge = np.zeros(half.shape[1:], bool)
+    edge[[0, -1], :] = edge[:, [0, -1]] = True
+    return (half & edge[None]).reshape(len(half), -1).any(1)
 
 
 def _features(parts: list[_Part], insts: list[int], st: dict[str, np.ndarray]) -> dict[str, float]:
     region = sum(p.mass for p in parts if p.region)
     outline = sum(p.mass for p in parts if not p.region)
     idx = np.array(insts)
-    size = np.log(np.maximum(st["area"][idx], 1.0) / st["median_area"][idx])
+    size = np.clip(np.log(np.maximum(st["area"][idx], 1.0) / st["median_area"][idx]), -3.0, 3.0)
     return {
         "log_region_mass": float(np.log1p(region)),
         "log_outline_mass": float(np.log1p(outline)),
@@ -252,7 +274,8 @@ def _features(parts: list[_Part], insts: list[int], st: dict[str, np.ndarray]) -
         "min_existence": float(st["existence"][idx].min()),
         "log_size_max": float(size.max()),
         "log_size_min": float(size.min()),
-        "overlap": float(st["overlap"][idx].max()),
+        "contact": float(st["contact"][idx].max()),
+        "touches_border": float(np.mean(st["border"][idx])),
         "min_mean_prob": float(st["mean_prob"][idx].min()),
         "uncertain_share": float(st["uncertain_share"][idx].max()),
     }
