@@ -53,11 +53,12 @@ def test_logistic_score_is_a_percentage_and_weights_rank():
     p = probs([[A, B, C] if t % 2 else [A, C] for t in range(8)])
     w = np.zeros(len(FEATURES))
     w[FEATURES.index("unbinarised")] = 4.0
-    hi = review_items(p, 0.75, replace(ReviewConfig(), weights=tuple(w), intercept=-2.0, min_score=0))
-    lo = review_items(p, 0.75, replace(ReviewConfig(), weights=tuple(-w), intercept=-2.0, min_score=0))
+    hi = review_items(p, 0.75, replace(ReviewConfig(), scoring="model", weights=tuple(w), intercept=-2.0, min_score=0))
+    lo = review_items(p, 0.75, replace(ReviewConfig(), scoring="model", weights=tuple(-w), intercept=-2.0, min_score=0))
     assert hi[0].score == pytest.approx(100 / (1 + np.exp(-2)), abs=0.01)
     assert lo[0].score == pytest.approx(100 / (1 + np.exp(6)), abs=0.01)
-    assert review_items(p, 0.75, replace(ReviewConfig(), weights=tuple(-w), intercept=-2.0, min_score=5)) == []
+    assert review_items(p, 0.75, replace(ReviewConfig(), scoring="model", weights=tuple(-w), intercept=-2.0,
+                                           min_score=5)) == []
 
 
 def _well(x: list[float], hits: list[list[bool]]) -> WellData:
@@ -86,10 +87,10 @@ def test_list_scores_cut_and_fit_on_synthetic_wells():
         wells.append(_well(list(x), [[bool(v) and j == i for j, v in enumerate(on)] for i in range(6)]))
     w, _ = fit_weights(wells)
     assert w[0] > 0
-    rule = fit_rule(wells)
+    rule = fit_rule(wells, replace(ReviewConfig(), scoring="model"))
     assert rule.scoring == "model" and 0 <= rule.min_score < 100
     cv = cross_validate({f"w{i}": d for i, d in enumerate(wells)}, [[f"w{i}" for i in range(10)],
-                                                                       [f"w{i}" for i in range(10, 20)]])
+                        [f"w{i}" for i in range(10, 20)]], replace(ReviewConfig(), scoring="model"))
     assert cv["held_out"]["wells"] == 20 and len(cv["rules"]) == 2
     assert cv["held_out"]["top_on_error_fraction"] > 0.5  # better than the 35-40% base rate of the toy wells
     with pytest.raises(ValueError):

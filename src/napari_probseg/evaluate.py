@@ -89,7 +89,8 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         listed[well] = score_well([(it.y, it.x) for it in shown],
                                   [(p.y + PATCH // 2, p.x + PATCH // 2) for p in pred.peaks], inst, gt)
         coco_scores.append(np.array([prob[i][inst[i]].mean() for i in range(len(inst))]))
-        count_in[well], truth[well] = count_inputs(pred.probabilities, pred.instances, pred.draw_counts), len(gt)
+        draw_counts = saved_draw_counts(Path(reuse), well) if reuse else pred.draw_counts
+        count_in[well], truth[well] = count_inputs(pred.probabilities, pred.instances, draw_counts), len(gt)
         shapes += [{"well": well, **s} for s in matched_shape_errors(inst, gt)]
     seconds = (time.perf_counter() - t0) / max(len(ok), 1)
     agg = aggregate(per_image)
@@ -189,7 +190,15 @@ def _save(path: Path, pred: Prediction, keep: np.ndarray) -> None:
     """``predictions/<WELL>.npz``: the scored (non-empty) instances and every instance's probabilities."""
     np.savez_compressed(path, probabilities=pred.probabilities[keep].astype(np.float16), instances=pred.instances[keep],
                         all_probabilities=pred.probabilities.astype(np.float16), entropy=pred.entropy.astype(np.float16),
-                        peaks=np.array([[p.score, p.y, p.x] for p in pred.peaks], np.float32).reshape(-1, 3))
+                        peaks=np.array([[p.score, p.y, p.x] for p in pred.peaks], np.float32).reshape(-1, 3),
+                        draw_counts=np.array(pred.draw_counts, np.int32))
+
+
+def saved_draw_counts(folder: Path, well: str) -> list[int]:
+    """Each draw's instance count saved by an earlier run (the count interval needs them); [] in
+    files from before they were saved, so such a rerun's count spread lacks the per-draw term."""
+    with np.load(folder / "predictions" / f"{well}.npz") as z:
+        return [int(v) for v in z["draw_counts"]] if "draw_counts" in z.files else []
 
 
 def saved_prediction(folder: Path, well: str, binarize: float) -> Prediction:
