@@ -38,7 +38,7 @@ CSV_FIELDS = ["rank", "y", "x", "kind", "score", "instances", "fix", "area", "de
 # The ranking scripts/review_fit.py ships for the bundled model: the scoring with the better 2-fold
 # held-out objective (the disputed mass: the logistic model over review_candidates.FEATURES did not
 # beat it), its default-list cut fitted on the 19 BBBC010 test wells of /tmp/rc/run1 (docs/review.md).
-# The weights are used only with scoring="model" (raw feature units).
+# The weights are used only with scoring="model" (raw feature units; none shipped, the mass won).
 SHIPPED_SCORING = "mass"
 SHIPPED_WEIGHTS: tuple[float, ...] = (0.0,) * len(FEATURES)
 SHIPPED_INTERCEPT = 0.0
@@ -49,9 +49,9 @@ SHIPPED_MIN_SCORE = 50.0
 class ReviewConfig:
     """The grouping and the ranking rule (see docs/review.md for how each value was chosen).
 
-    ``scoring="model"``: score = 100 / (1 + exp(-(intercept + weights . features))), the
-    estimated chance in percent that the item lies on a real error; ``scoring="mass"``: the
-    disputed mass (the rule before the model; kept for comparison and for the fit's baseline).
+    ``scoring="mass"`` (shipped): the item's disputed mass; ``scoring="model"``: score =
+    100 / (1 + exp(-(intercept + weights . features))), the estimated chance in percent that
+    the item lies on a real error (needs weights from ``review_fit``; the shipped zeros give 50).
     """
 
     weight: str = "minority"  # per-pixel uncertainty: "minority" 2 min(p, 1-p), or "entropy" H(p) / ln 2
