@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 
 from napari_probseg.counts import (
-    ESTIMATORS,
+    AREA_ESTIMATORS,
     _loo_results,
+    candidate_shapes,
     choose_calibration,
     count_errors,
     count_interval,
@@ -37,11 +38,12 @@ def main() -> None:
     folds = [[w for w in read_split(data, f) if w in inputs] for f in ("test_fold1", "test_fold2")]
     for k, fold in enumerate(folds, 1):
         ins, t = [inputs[w] for w in fold], [truth[w] for w in fold]
-        for est in ESTIMATORS:
-            cal = fit_calibration(ins, t, est)
-            loo = count_errors(_loo_results(ins, t, est, cal.sigma0, cal.level), t)
-            print(f"fold {k} ({len(fold)} wells) {est:15s} bias {cal.bias:+.2f} sigma0 {cal.sigma0:.2f} "
-                  f"loo MAE {loo['mae']:.3f} coverage {loo['coverage']:.2f} width {loo['mean_width']:.2f}")
+        for shape in candidate_shapes():
+            cal = fit_calibration(ins, t, shape.estimator, shape.level, shape.merge_ratio, shape.max_multiplicity)
+            loo = count_errors(_loo_results(ins, t, cal), t)
+            area = f" ratio {cal.merge_ratio} cap {cal.max_multiplicity}" if cal.estimator in AREA_ESTIMATORS else ""
+            print(f"fold {k} ({len(fold)} wells) {cal.estimator:15s}{area:18s} bias {cal.bias:+.2f} sigma0 "
+                  f"{cal.sigma0:.2f} loo MAE {loo['mae']:.3f} coverage {loo['coverage']:.2f} width {loo['mean_width']:.2f}")
     cv = cross_fit(inputs, truth, folds)
     wells = sorted(cv["results"])
     print("2-fold:", cv["calibrations"], json.dumps(count_errors([cv["results"][w] for w in wells],

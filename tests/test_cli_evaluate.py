@@ -111,3 +111,8 @@ def test_evaluate_end_to_end_on_two_wells(tmp_path, tiny_checkpoint, data_dir):
         assert r["low"] <= r["count"] <= r["high"]
     assert 0 <= c["coverage"] <= 1 and c["mean_width"] >= 0 and len(c["calibrations"]) == 2
     assert "Counts with intervals" in report and (out / "counts.png").exists()
+    assert m2["counts"]["per_well"] == c["per_well"]  # the draw counts are saved: --reuse gives the same intervals
+    ap = c["after_proofreading"]  # the count after fixing the top 5 review items of each well (ground truth as answer)
+    assert ap["k"] == 5 and set(ap["per_well"]) == {"C03", "C04"} and ap["mae"] >= 0
+    assert ap["mae_before"] == pytest.approx(np.mean([abs(r["before"] - r["true"]) for r in ap["per_well"].values()]))
+    assert "After proofreading the top 5 review items" in report

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from napari_probseg.counts import (
+    AREA_ESTIMATORS,
     Calibration,
+    choose_calibration,
     count_errors,
     count_inputs,
     count_interval,
@@ -14,6 +16,7 @@ from napari_probseg.counts import (
     phenotype_counts,
     point_estimate,
     spread,
+    worm_multiplicity,
 )
 
 
@@ -58,6 +61,32 @@ def test_merged_worm_counts_twice_by_area():
     inp = inputs([1.0] * 5, [5] * 8, area=[1000, 1100, 950, 1050, 2100])
     assert point_estimate(inp, "binarised") == 5
     assert point_estimate(inp, "binarised_area") == 6 and point_estimate(inp, "expected_area") == 6
+
+
+def test_multiplicity_ratio_and_cap():
+    area, kept = [1000, 1000, 1000, 1450, 10000], [True] * 5
+    assert worm_multiplicity(area, kept).tolist() == [1, 1, 1, 1, 10]  # a 10,000 px blob: 10 worms uncapped
+    assert worm_multiplicity(area, kept, 1.4, 2).tolist() == [1, 1, 1, 2, 2]
+    assert worm_multiplicity(area, kept, 1.6, 3).tolist() == [1, 1, 1, 1, 3]
+    inp = inputs([1.0] * 5, [5] * 8, area=area)
+    assert point_estimate(inp, "binarised_area", Calibration("binarised_area", merge_ratio=1.4, max_multiplicity=2)) == 7
+
+
+def test_choice_of_estimator_ratio_and_cap_on_labelled_wells():
+    # merged pairs of worms (2,000 px) and big clumps that hold two worms too (5,000 px): capped area counts are exact
+    rng = np.random.default_rng(2)
+    ins, truth = [], []
+    for k in range(24):
+        n, pairs = int(rng.integers(9, 14)), int(rng.integers(0, 3))
+        area = [1000] * n + [2000] * pairs + [5000] * (k % 3 == 0)
+        ins.append(inputs([1.0] * len(area), [len(area)] * 8, area=area))
+        truth.append(n + 2 * pairs + 2 * (k % 3 == 0))
+    cal = choose_calibration(ins, truth)
+    assert cal.estimator in AREA_ESTIMATORS and cal.max_multiplicity == 2 and cal.bias == 0
+    res = count_errors([count_interval(i, cal) for i in ins], truth)
+    assert res["mae"] == 0 and res["coverage"] == 1
+    uncapped = Calibration(cal.estimator, 0.0, cal.sigma0, merge_ratio=cal.merge_ratio)
+    assert count_errors([count_interval(i, uncapped) for i in ins], truth)["mae"] > 0.5
 
 
 def test_calibration_learns_bias_and_extra_error():

@@ -5,8 +5,10 @@ Ingredients (``count_inputs``): every agglomerated instance's existence probabil
 survives binarisation, its area, and each draw's instance count.  Point estimates:
 
 - ``binarised``: the number of binarised instances (what the label image shows);
-- ``binarised_area``: the same, but an instance larger than ``MERGE_RATIO`` times the
-  image's median instance area counts as round(area / median) worms (merged worms);
+- ``binarised_area``: the same, but an instance at least ``merge_ratio`` times the
+  image's median instance area counts as round(area / median) worms (merged worms), at
+  most ``max_multiplicity`` (0: no cap); both are part of the calibration, chosen on
+  labelled wells with the estimator (one 10,000 px blob of debris must not count as 9 worms);
 - ``expected``: the sum of existence probabilities (the mean of a Poisson-binomial) of the
   instances seen in at least two draws (an instance of one draw only is mostly a fragment
   of a draw that shattered a worm);
@@ -23,13 +25,16 @@ No Qt, no napari.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy.stats import norm
 
 ESTIMATORS = ("binarised", "binarised_area", "expected", "expected_area", "draws")
+AREA_ESTIMATORS = ("binarised_area", "expected_area")
 MERGE_RATIO = 1.6  # an instance this many times the median area counts as several worms
+MERGE_RATIOS = (1.4, 1.5, 1.6, 1.8)  # the choices choose_calibration tries for the area estimators
+MAX_MULTIPLICITIES = (2, 3, 0)  # ... and the caps (0: none)
 
 
 @dataclass(frozen=True)
@@ -38,15 +43,17 @@ class Calibration:
     bias: float = 0.0  # added to the point estimate
     sigma0: float = 0.0  # extra error (worms) added in quadrature
     level: float = 0.9
+    merge_ratio: float = MERGE_RATIO  # area estimators: an instance this many times the median is a merge
+    max_multiplicity: int = 0  # area estimators: at most this many worms per instance (0: no cap)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-# Shipped for bbbc010-concrete: choose_calibration on all 47 test wells of the evaluation in
-# docs/eval-counts-bbbc010-concrete (scripts/count_calibration.py); the folds chose expected_area
-# (bias +0.25, sigma0 1.10) and expected (+0.12, 1.20).  See docs/measurements.md.
-DEFAULT_CALIBRATION = Calibration("expected", bias=0.25, sigma0=1.1, level=0.9)
+# Shipped for bbbc010-concrete: choose_calibration on all 47 test wells (scripts/count_calibration.py on
+# docs/eval-counts-bbbc010-concrete/metrics.json); the folds chose expected_area (ratio 1.4, cap 2,
+# bias +0.25, sigma0 0.80) and binarised_area (ratio 1.5, cap 2, bias 0, sigma0 1.15).  See docs/measurements.md.
+DEFAULT_CALIBRATION = Calibration("expected_area", bias=0.12, sigma0=0.85, level=0.9, merge_ratio=1.5, max_multiplicity=2)
 
 
 @dataclass
@@ -74,14 +81,16 @@ def count_inputs(probabilities: np.ndarray, instances: np.ndarray, draw_counts) 
             "area": [int(v) for v in area], "draw_counts": [int(v) for v in draw_counts]}
 
 
-def worm_multiplicity(area, binarised) -> np.ndarray:
-    """How many worms each instance stands for: round(area / median binarised area) above MERGE_RATIO, else 1."""
+def worm_multiplicity(area, binarised, merge_ratio: float = MERGE_RATIO, max_multiplicity: int = 0) -> np.ndarray:
+    """How many worms each instance stands for: round(area / median binarised area), at least 2,
+    from ``merge_ratio`` on (else 1), capped at ``max_multiplicity`` (0: no cap)."""
     area = np.asarray(area, dtype=float)
     ref = area[np.asarray(binarised, bool)]
     if len(ref) == 0 or np.median(ref) <= 0:
         return np.ones(len(area))
     ratio = area / np.median(ref)
-    return np.where(ratio >= MERGE_RATIO, np.maximum(np.round(ratio), 2), 1.0)
+    mult = np.where(ratio >= merge_ratio, np.maximum(np.round(ratio), 2), 1.0)
+    return np.minimum(mult, max_multiplicity) if max_multiplicity > 0 else mult
 
 
 def repeated(inp: dict) -> np.ndarray:
@@ -91,17 +100,19 @@ def repeated(inp: dict) -> np.ndarray:
     return np.where(q > 1.5 / t, q, 0.0) if t > 1 else q
 
 
-def point_estimate(inp: dict, estimator: str) -> float:
+def point_estimate(inp: dict, estimator: str, cal: Calibration | None = None) -> float:
+    """The uncorrected count by ``estimator``; ``cal`` gives the area estimators' merge ratio and cap."""
     q = repeated(inp)
+    ratio, cap = (cal.merge_ratio, cal.max_multiplicity) if cal is not None else (MERGE_RATIO, 0)
     if estimator == "binarised":
         return float(np.sum(inp["binarised"]))
     if estimator == "expected":
         return float(q.sum())
     if estimator == "binarised_area":
-        mult = worm_multiplicity(inp["area"], inp["binarised"])
+        mult = worm_multiplicity(inp["area"], inp["binarised"], ratio, cap)
         return float(mult[np.asarray(inp["binarised"], bool)].sum())
     if estimator == "expected_area":
-        return float((q * worm_multiplicity(inp["area"], inp["binarised"])).sum())
+        return float((q * worm_multiplicity(inp["area"], inp["binarised"], ratio, cap)).sum())
     if estimator == "draws":
         return float(np.median(inp["draw_counts"])) if len(inp["draw_counts"]) else 0.0
     from .validation import OptionError
@@ -120,7 +131,7 @@ def spread(inp: dict) -> float:
 
 def count_interval(inp: dict, cal: Calibration = DEFAULT_CALIBRATION) -> CountResult:
     """Count with its ``cal.level`` credible interval; zero instances give 0 (0-k)."""
-    mean = max(point_estimate(inp, cal.estimator) + cal.bias, 0.0)
+    mean = max(point_estimate(inp, cal.estimator, cal) + cal.bias, 0.0)
     sd = float(np.hypot(spread(inp), cal.sigma0))
     z = float(norm.ppf(0.5 + cal.level / 2))
     count = int(round(mean))
@@ -129,28 +140,35 @@ def count_interval(inp: dict, cal: Calibration = DEFAULT_CALIBRATION) -> CountRe
     return CountResult(count, min(low, count), max(high, count), cal.level, round(mean, 3))
 
 
-def fit_calibration(inputs: list[dict], truth: list[int], estimator: str, level: float = 0.9) -> Calibration:
+def fit_calibration(inputs: list[dict], truth: list[int], estimator: str, level: float = 0.9,
+                    merge_ratio: float = MERGE_RATIO, max_multiplicity: int = 0) -> Calibration:
     """``bias``: the median residual (truth - estimate) on these wells; ``sigma0``: the smallest
     extra error (0.05 steps) whose intervals hold the true count in at least ``level`` of these
     wells when each well's bias is the median residual of the *other* wells (leave-one-out,
     so sigma0 also covers the uncertainty of the bias itself)."""
-    for s0 in np.arange(0, 5.001, 0.05):
-        res = _loo_results(inputs, truth, estimator, float(s0), level)
-        if _coverage_of(res, truth) >= level:
-            break
-    est = np.array([point_estimate(i, estimator) for i in inputs])
+    shape = Calibration(estimator, 0.0, 0.0, level, merge_ratio, max_multiplicity)
+    grid = np.round(np.arange(0, 5.001, 0.05), 2)
+    lo, hi = 0, len(grid) - 1  # coverage only grows with sigma0: bisect for the first grid value that covers
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _coverage_of(_loo_results(inputs, truth, replace(shape, sigma0=float(grid[mid]))), truth) >= level:
+            hi = mid
+        else:
+            lo = mid + 1
+    s0 = grid[lo]
+    est = np.array([point_estimate(i, estimator, shape) for i in inputs])
     bias = round(float(np.median(np.asarray(truth) - est)), 2) if len(est) else 0.0
-    return Calibration(estimator, bias, round(float(s0), 2), level)
+    return replace(shape, bias=bias, sigma0=round(float(s0), 2))
 
 
-def _loo_results(inputs: list[dict], truth: list[int], estimator: str, sigma0: float, level: float) -> list[CountResult]:
-    """Each well's interval with the bias fitted on the other wells."""
-    resid = np.asarray(truth, float) - np.array([point_estimate(i, estimator) for i in inputs])
+def _loo_results(inputs: list[dict], truth: list[int], cal: Calibration) -> list[CountResult]:
+    """Each well's interval under ``cal`` (its sigma0, ratio, cap) with the bias fitted on the other wells."""
+    resid = np.asarray(truth, float) - np.array([point_estimate(i, cal.estimator, cal) for i in inputs])
     out = []
     for k, inp in enumerate(inputs):
         others = np.delete(resid, k)
         bias = float(np.median(others)) if len(others) else 0.0
-        out.append(count_interval(inp, Calibration(estimator, bias, sigma0, level)))
+        out.append(count_interval(inp, replace(cal, bias=bias)))
     return out
 
 
@@ -190,12 +208,23 @@ def cross_fit(inputs: dict[str, dict], truth: dict[str, int], folds: list[list[s
     return {"results": out, "calibrations": chosen}
 
 
-def choose_calibration(inputs: list[dict], truth: list[int], level: float = 0.9) -> Calibration:
-    """The estimator with the lowest leave-one-out MAE (bias fitted on the other wells), calibrated."""
-    best = None
+def candidate_shapes(level: float = 0.9) -> list[Calibration]:
+    """Every estimator, the area ones with each merge ratio and cap (bias and sigma0 still to fit)."""
+    out = []
     for est in ESTIMATORS:
-        cal = fit_calibration(inputs, truth, est, level)
-        mae = count_errors(_loo_results(inputs, truth, est, cal.sigma0, level), truth)["mae"]
+        grid = [(r, m) for r in MERGE_RATIOS for m in MAX_MULTIPLICITIES] if est in AREA_ESTIMATORS else \
+            [(MERGE_RATIO, 0)]
+        out += [Calibration(est, 0.0, 0.0, level, r, m) for r, m in grid]
+    return out
+
+
+def choose_calibration(inputs: list[dict], truth: list[int], level: float = 0.9) -> Calibration:
+    """The estimator (and, for the area ones, merge ratio and cap) with the lowest leave-one-out
+    MAE (bias fitted on the other wells; ties: the first of ``candidate_shapes``), calibrated."""
+    best = None
+    for shape in candidate_shapes(level):
+        cal = fit_calibration(inputs, truth, shape.estimator, level, shape.merge_ratio, shape.max_multiplicity)
+        mae = count_errors(_loo_results(inputs, truth, cal), truth)["mae"]
         if best is None or mae < best[0] - 1e-9:
             best = (mae, cal)
     return best[1]
@@ -257,7 +286,7 @@ def phenotype_counts(inp: dict, is_first, names: tuple[str, str] = ("straight", 
     out = {}
     for name, keep in zip(names, (first, ~first)):
         share = float(q[keep].sum() / total) if total > 0 else 0.0
-        sub = Calibration(est, cal.bias * share, cal.sigma0 * np.sqrt(share), cal.level)
+        sub = replace(cal, estimator=est, bias=cal.bias * share, sigma0=cal.sigma0 * float(np.sqrt(share)))
         out[name] = count_interval(subset_inputs(inp, keep), sub)
     return out
 

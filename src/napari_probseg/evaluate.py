@@ -25,7 +25,7 @@ from .measurements import matched_shape_errors
 from .metrics import aggregate, coco_ap, image_scores
 from .models import load_model
 from .review import write_review_csv
-from .review_metrics import review_summary, score_well
+from .review_metrics import proofread_counts, review_summary, score_well
 from .uncertainty_metrics import entropy_map, simulate_proofreading, uncertainty_counts, uncertainty_curves
 
 PAPER_TABLE1 = {
@@ -89,7 +89,8 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         listed[well] = score_well([(it.y, it.x) for it in shown],
                                   [(p.y + PATCH // 2, p.x + PATCH // 2) for p in pred.peaks], inst, gt)
         coco_scores.append(np.array([prob[i][inst[i]].mean() for i in range(len(inst))]))
-        count_in[well], truth[well] = count_inputs(pred.probabilities, pred.instances, pred.draw_counts), len(gt)
+        draw_counts = saved_draw_counts(Path(reuse), well) if reuse else pred.draw_counts
+        count_in[well], truth[well] = count_inputs(pred.probabilities, pred.instances, draw_counts), len(gt)
         shapes += [{"well": well, **s} for s in matched_shape_errors(inst, gt)]
     seconds = (time.perf_counter() - t0) / max(len(ok), 1)
     agg = aggregate(per_image)
@@ -104,7 +105,8 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         "binarize": thr, "mc_draws": draws, "postprocess": asdict(post),
         "seconds_per_image": seconds, "device": str(dev), "tuning": tune_info,
         "dropout_rates": lm.model.dropout_rates(),
-        "counts": {**evaluate_counts(count_in, truth, _folds(data_dir, split)), "shape": shape_summary(shapes)},
+        "counts": {**evaluate_counts(count_in, truth, _folds(data_dir, split)), "shape": shape_summary(shapes),
+                   "after_proofreading": proofread_counts(preds, probs, items, gts)},
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     if reuse:
@@ -114,6 +116,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     cm = metrics["counts"]
     print(json.dumps({"count_mae": round(cm["mae"], 3), "count_bias": round(cm["bias"], 3),
                       "coverage": round(cm["coverage"], 3), "mean_width": round(cm["mean_width"], 2),
+                      "count_mae_after_top5": round(cm["after_proofreading"]["mae"], 3),
                       "length_median_abs_rel_error": round(cm["shape"]["length_median_abs_rel_error"], 4)}))
     return metrics
 
@@ -187,7 +190,15 @@ def _save(path: Path, pred: Prediction, keep: np.ndarray) -> None:
     """``predictions/<WELL>.npz``: the scored (non-empty) instances and every instance's probabilities."""
     np.savez_compressed(path, probabilities=pred.probabilities[keep].astype(np.float16), instances=pred.instances[keep],
                         all_probabilities=pred.probabilities.astype(np.float16), entropy=pred.entropy.astype(np.float16),
-                        peaks=np.array([[p.score, p.y, p.x] for p in pred.peaks], np.float32).reshape(-1, 3))
+                        peaks=np.array([[p.score, p.y, p.x] for p in pred.peaks], np.float32).reshape(-1, 3),
+                        draw_counts=np.array(pred.draw_counts, np.int32))
+
+
+def saved_draw_counts(folder: Path, well: str) -> list[int]:
+    """Each draw's instance count saved by an earlier run (the count interval needs them); [] in
+    files from before they were saved, so such a rerun's count spread lacks the per-draw term."""
+    with np.load(folder / "predictions" / f"{well}.npz") as z:
+        return [int(v) for v in z["draw_counts"]] if "draw_counts" in z.files else []
 
 
 def saved_prediction(folder: Path, well: str, binarize: float) -> Prediction:
@@ -328,5 +339,16 @@ def count_report(c: dict, out_dir: Path) -> list[str]:
         f"Matched worms (IoU >= {sh['min_iou']}): {sh['matched']}; median |relative error| of area "
         f"{100 * sh['area_median_abs_rel_error']:.1f}% (signed {100 * sh['area_median_rel_error']:+.1f}%), of skeleton "
         f"length {100 * sh['length_median_abs_rel_error']:.1f}% (signed {100 * sh['length_median_rel_error']:+.1f}%).", "",
+        *proofread_lines(c.get("after_proofreading")),
         "![counts](counts.png)", "",
     ]
+
+
+def proofread_lines(p: dict | None) -> list[str]:
+    """The report's line on the count after proofreading the top review items (simulated with the ground truth)."""
+    if not p:
+        return []
+    return [f"After proofreading the top {p['k']} review items of every well (simulated with the ground truth: "
+            f"{p['rule']}), the label image's worm count has MAE {p['mae']:.3f} (bias {p['bias']:+.3f}, exact in "
+            f"{p['exact']:.0%} of wells); before, {p['mae_before']:.3f}.", ""]
+
