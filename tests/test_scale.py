@@ -161,3 +161,10 @@ def test_instances_mapped_back_keep_their_area(factor):
     assert out.instances.sum() == pytest.approx(pred.instances.sum() * factor ** 2, rel=0.04)
     assert np.array_equal(out.instances, out.probabilities >= 0.75)
     assert np.array_equal(out.probabilities.astype(np.float16) >= 0.75, out.instances)  # as the outputs store them
+
+
+def test_an_empty_field_gives_no_width_and_is_not_resampled(bundled_model):
+    """Outside the well there are no worms: nothing to measure, so the image keeps its scale."""
+    corner = tifffile.imread(SAMPLE)[:, :64, :64]
+    info = choose_scale(bundled_model.model, corner)
+    assert info.worm_width is None and info.factor == 1.0 and "no worms found" in info.describe()

@@ -34,7 +34,9 @@ TOLERANCE = 0.1
 # The estimator's first look shrinks the image by half: worms up to ~2x BBBC010's width then
 # land below the training width, where the network measures widths faithfully (0.35x-1.1x of
 # it on 5 test wells x 5 magnifications; beyond ~1.2x it sees worm edges as thin worms).
-FIRST_LOOK = (0.5, 1.0, 2.0)  # the next is tried only when a look finds no worms (tiny worms)
+# The full-size look runs only when the half-size one finds nothing (worms under ~4 px wide);
+# no enlarged look: on an empty field (outside the well) the network finds texture there.
+FIRST_LOOK = (0.5, 1.0)
 REFINE_AT = 0.85  # the refining look puts the worms at 85% of the training width: a margin below 1.1x
 MODES = ("auto", "off")
 WIDTH_RANGE = (round(TRAINING_WORM_WIDTH / MAX_FACTOR, 1), round(TRAINING_WORM_WIDTH / MIN_FACTOR))
@@ -96,7 +98,7 @@ def worm_width(mask: np.ndarray) -> float | None:
         return None
     values = np.sort(ndimage.distance_transform_edt(mask)[skeletonize(mask)])
     n = len(values)
-    if n < 10:
+    if n < 20:
         return None
     # a centre pixel lies DT from the border on one side and DT or DT-1 on the other: width 2*DT-0.5
     return float(2 * values[n // 4: n - n // 10].mean() - 0.5)
@@ -176,8 +178,8 @@ def estimate_worm_width(model: UNet, image: np.ndarray, device: torch.device | s
     Why not one pass at the image's own scale: a network shown worms wider than it learnt
     finds their dark edges as thin worms and measures them far too thin, while worms
     narrower than it learnt are measured faithfully.  So the first look is at half size
-    (larger only when it finds nothing), and the refining look at the magnification that
-    puts the worms at 85% of the training width.
+    (full size only when it finds nothing), and the refining look at the magnification that
+    puts the worms at 85% of the training width.  None when neither look finds worms.
     """
     width = None
     for first in FIRST_LOOK:
