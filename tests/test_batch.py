@@ -240,7 +240,7 @@ def test_markers_of_the_old_format_count_for_the_same_settings(tmp_path: Path):
     out = tmp_path / "out"
     out.mkdir()
     well = WellInput("X1", ("a.tif", "b.tif"))
-    s = BatchSettings("abc", 2, 0.75, 0)
+    s = BatchSettings("abc", 2, 0.75, 0, "off")  # old markers: segmented at the image's own scale
     (out / "X1_labels.tif").write_bytes(b"12")
     outputs = {k: ["X1_labels.tif", 2] for k in OUTPUT_KEYS}
     _mark(out, well, {"status": "ok"}, s, outputs)
@@ -248,4 +248,4 @@ def test_markers_of_the_old_format_count_for_the_same_settings(tmp_path: Path):
     rec = json.loads((out / "X1.done.json").read_text())
     rec["config"] = {"model_sha256": "abc", "draws": 2, "threshold": 0.75, "seed": 0}
     (out / "X1.done.json").write_text(json.dumps(rec))
-    assert is_complete(out, well, s)
+    assert is_complete(out, well, s) and not is_complete(out, well, BatchSettings("abc", 2, 0.75, 0, "auto"))

@@ -182,9 +182,9 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
     from .counts import count_summary
     from .data import InputError
     from .devices import pick_device
-    from .inference import predict
     from .measurements import input_tags, measure_prediction
     from .outputs import write_prediction
+    from .scale import segment_at_width
 
     t0, c0 = time.perf_counter(), time.process_time()
     out = Path(out_dir)
@@ -195,13 +195,15 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         device = str(pick_device(device))
         lm = _cached_model(model_path, model_sha, device)
         image = _read_channels(well, lm.model.brightfield_only)
-        pred = predict(lm.model, image, lm.postprocess, config.draws, config.binarize, device, config.seed)
+        pred, size = segment_at_width(lm.model, image, lm.postprocess, config.worm_width, draws=config.draws,
+                                      binarize=config.binarize, device=device, seed=config.seed)
         meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files),
-                **config.as_dict()}
+                **config.as_dict(), **size.as_meta()}
         table = measure_prediction(pred, image, input_tags(len(image), lm.model.cfg.in_channels))
         paths = write_prediction(pred, out, well.stem, meta, table=table)
         row = well_stats(pred)
         row.update(count_summary(pred, table))
+        row.update(worm_width_px=size.as_meta()["worm_width"], scale_factor=size.as_meta()["scale_factor"])
         row.update(status="ok", error="", seconds=round(time.perf_counter() - t0, 2),
                    cpu_seconds=round(time.process_time() - c0, 2))
         outputs = {k: [p.name, p.stat().st_size] for k, p in paths.items()}
@@ -236,16 +238,20 @@ def well_stats(pred: Prediction) -> dict:
 def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc010-concrete", *,
               draws: int | None = None, binarize: float | None = None, seed: int = 0, device: str = "cpu",
               workers: int = 1, scheduler: str | None = None, channel_patterns: tuple[str, ...] = DEFAULT_CHANNELS,
-              well_regex: str = DEFAULT_WELL_REGEX, max_wells: int | None = None, progress: bool = True) -> BatchResult:
+              well_regex: str = DEFAULT_WELL_REGEX, max_wells: int | None = None, progress: bool = True,
+              worm_width: float | str | None = "auto") -> BatchResult:
     """Segment every well of ``source`` not yet complete in ``out_dir``; rebuild the summary.
 
     ``max_wells`` runs at most that many of the remaining wells (the rest stay pending).
     ``scheduler`` is the address of a running Dask scheduler whose workers see the same
     file system; otherwise a LocalCluster of ``workers`` single-thread processes is used.
+    ``worm_width`` (px, 'auto' or 'off'): each well is segmented at the training worm width
+    (``scale.segment_at_width``), its results in the well's own pixels.
     """
     from .checkpoint import load_checkpoint
     from .data import InputError
     from .models import resolve_model
+    from .scale import parse_worm_width
     from .validation import check, check_optional, check_writable_dir
 
     workers = check("workers", workers, "workers")
@@ -253,6 +259,7 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
     draws = check_optional("draws", draws, "draws")
     binarize = check_optional("binarize", binarize, "binarize")
     seed = check("seed", seed, "seed")
+    worm_width = parse_worm_width(worm_width)
     check_writable_dir(out_dir)
     wells = discover_wells(source, tuple(channel_patterns), well_regex)
     dup = sorted(s for s, n in Counter(w.stem for w in wells).items() if n > 1)
@@ -261,7 +268,7 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
     path = resolve_model(model).resolve()
     lm = load_checkpoint(path)  # a bad model fails here, before any worker starts
     config = BatchSettings(lm.sha256, int(draws or lm.postprocess.mc_draws),
-                           float(lm.postprocess.binarize if binarize is None else binarize), int(seed))
+                           float(lm.postprocess.binarize if binarize is None else binarize), int(seed), worm_width)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     _refuse_other_inputs(out, wells)

@@ -27,6 +27,7 @@ class BatchSettings:
     draws: int
     binarize: float
     seed: int
+    worm_width: float | str = "auto"  # px, "auto" or "off" (scale.parse_worm_width); wells resampled by it
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -35,7 +36,7 @@ class BatchSettings:
 OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks", "review", "worms")
 FIELDS = ["well", "status", "review_rank", "review_score", "review_items", "instances", "count", "count_low",
           "count_high", "count_level", "median_area_px", "median_length_px", "median_straightness", "border_worms",
-          "overlapping_worms", "entropy_mean_fg", "entropy_max", "peaks", "top_peak", "seconds", "cpu_seconds",
+          "overlapping_worms", "worm_width_px", "scale_factor", "entropy_mean_fg", "entropy_max", "peaks", "top_peak", "seconds", "cpu_seconds",
           "error", "inputs"]
 
 
@@ -64,6 +65,8 @@ def _load(path: Path) -> dict | None:
         cfg = rec.get("config")
         if isinstance(cfg, dict) and "threshold" in cfg:  # markers written before "binarize" had its name
             cfg["binarize"] = cfg.pop("threshold")
+        if isinstance(cfg, dict):  # markers written before the worm width existed: segmented at the image's scale
+            cfg.setdefault("worm_width", "off")
         return rec
     except (OSError, ValueError):
         return None  # unreadable marker: treat the well as not done

@@ -75,10 +75,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .counts import count_inputs, count_interval
     from .data import validate_model_image
     from .devices import pick_device
-    from .inference import predict
     from .measurements import input_tags, measure_prediction
     from .models import load_model
     from .outputs import output_paths, render_overview, write_prediction
+    from .scale import segment_at_width
     from .validation import check_output_files, check_writable_dir
 
     out = check_writable_dir(args.out)
@@ -98,11 +98,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_output_files(list(output_paths(out, stem).values()))
     for image, stem in inputs:
         bar = tqdm(total=args.draws or lm.postprocess.mc_draws, desc=f"{stem}: MC draws", unit="draw")
-        pred = predict(lm.model, image, lm.postprocess, args.draws, args.binarize, device, args.seed,
-                       progress=lambda d, t, bar=bar: bar.update(1))
+        pred, size = segment_at_width(lm.model, image, lm.postprocess, args.worm_width, draws=args.draws,
+                                      binarize=args.binarize, device=device, seed=args.seed,
+                                      progress=lambda d, t, bar=bar: bar.update(1))
         bar.close()
+        if size.mode != "off":
+            print(f"{stem}: {size.describe()}")
         meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "binarize": pred.binarize,
-                "seed": args.seed}
+                "seed": args.seed, **size.as_meta()}
         raw = image[None] if image.ndim == 2 else image
         table = measure_prediction(pred, raw, input_tags(len(raw), n))  # brightfield alone: w2 columns
         paths = write_prediction(pred, out, stem, meta, image=raw, table=table)
@@ -166,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_writable_dir(args.out)
     run_evaluation(args.model, args.data, args.split, args.out, draws=args.draws, binarize=args.binarize,
                    device=args.device, wells=_wells(args.wells) or None, tune=args.tune, reuse=args.reuse,
-                   brightfield_only=args.brightfield_only)
+                   brightfield_only=args.brightfield_only, resample=args.resample, worm_width=args.worm_width)
     return 0
 
 
@@ -195,6 +198,32 @@ def add_binarize_option(parser: argparse.ArgumentParser) -> None:
                         type=V.argparse_type("binarize", "--threshold"))
 
 
+def _checked(parse, flag: str):
+    """An argparse ``type=`` from a core parser (one message for CLI, library and widget)."""
+
+    def convert(text: str):
+        from .validation import OptionError
+
+        try:
+            return parse(text, flag)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{flag} ")) from None
+
+    convert.__name__ = flag.lstrip("-")
+    return convert
+
+
+def add_worm_width_option(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """``--worm-width PX|auto|off`` (predict, batch, evaluate): the object size of issue 19."""
+    from .scale import TRAINING_WORM_WIDTH, parse_worm_width
+
+    parser.add_argument("--worm-width", type=_checked(parse_worm_width, "--worm-width"), default=default,
+                        metavar="PX|auto|off",
+                        help=f"typical worm width in pixels: the image is resampled so worms are {TRAINING_WORM_WIDTH} px "
+                             "wide (the training data's) and the results mapped back to your pixels; 'auto' estimates "
+                             f"it from the image, 'off' segments at the image's own scale (default: {default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import validation as V
 
@@ -216,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--min-size", type=V.argparse_type("min_size", "--min-size"), default=None,
                     help="drop objects smaller than this many pixels (default: the model's; lower it for larvae)")
     pr.add_argument("--png", action="store_true", help="also write an overview picture")
+    add_worm_width_option(pr)
     pr.set_defaults(func=cmd_predict)
 
     tr = sub.add_parser("train", help="train or fine-tune a model on BBBC010-style folders")
@@ -251,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "and settings instead of running the network (minutes instead of an hour on a CPU)")
     ev.add_argument("--brightfield-only", action="store_true",
                     help="feed only w2 brightfield (a model trained with fluorescence blanked; issue 19)")
+    from .scale_eval import parse_resample
+
+    ev.add_argument("--resample", type=_checked(parse_resample, "--resample"), default=1.0, metavar="FACTOR",
+                    help="resample images and ground-truth masks by FACTOR (another magnification; masks: linear, "
+                         "thresholded at 0.5) before segmenting (default 1)")
+    add_worm_width_option(ev, default="off")
     ev.set_defaults(func=cmd_evaluate)
 
     _add_batch_parser(sub)
@@ -286,6 +322,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     b.add_argument("--max-wells", type=V.argparse_type("max_wells", "--max-wells"), default=None,
                    help="run at most this many remaining wells")
+    add_worm_width_option(b)
     b.set_defaults(func=cmd_batch)
 
 
@@ -295,14 +332,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     res = run_batch(args.input, args.out, args.model, draws=args.draws, binarize=args.binarize, seed=args.seed,
                     device=args.device, workers=args.workers, scheduler=args.scheduler,
-                    channel_patterns=tuple(args.channel_pattern), well_regex=args.well_regex, max_wells=args.max_wells)
+                    channel_patterns=tuple(args.channel_pattern), well_regex=args.well_regex, max_wells=args.max_wells,
+                    worm_width=args.worm_width)
     failed = [r for r in res.rows if r.get("status") != "ok"]
     worst = [r["well"] for r in res.rows if r.get("status") == "ok"][:5]
     print(f"{res.processed} wells run, {res.skipped} already done, {res.pending} left, "
           f"{len(failed)} failed -> {res.summary}")
     if res.other_settings:
         print(f"note: {res.other_settings} well(s) in {args.out} hold results of other settings (model, draws, "
-              "binarize or seed); they are not in summary.csv and are rerun when not limited by --max-wells")
+              "binarize, seed or worm width); they are not in summary.csv and are rerun when not limited by --max-wells")
     if worst:
         print(f"review first: {', '.join(worst)}")
     for r in failed:

@@ -17,15 +17,17 @@ import numpy as np
 
 from .checkpoint import PostprocessConfig
 from .counts import count_inputs, evaluate_counts
-from .data import InputError, available_wells, default_data_dir, load_image, load_masks, read_split
+from .data import InputError, available_wells, default_data_dir, read_split
 from .devices import pick_device
-from .inference import PATCH, Prediction, predict, uncertainty_peaks
+from .inference import PATCH, Prediction, uncertainty_peaks
 from .masks import nonempty
 from .measurements import matched_shape_errors
 from .metrics import aggregate, coco_ap, image_scores
 from .models import load_model
 from .review import write_review_csv
 from .review_metrics import proofread_counts, review_summary, score_well
+from .scale_eval import WellScaler
+from .scale_eval import report_line as scale_report_line
 from .uncertainty_metrics import entropy_map, simulate_proofreading, uncertainty_counts, uncertainty_curves
 
 PAPER_TABLE1 = {
@@ -42,13 +44,14 @@ KEYS = ("avAP", "AP50", "AP75", "recall80", "avAP_dsb")
 def run_evaluation(model: str, data: str | None, split: str, out: str, draws: int | None = None,
                    binarize: float | None = None, device: str = "auto", wells: list[str] | None = None,
                    tune: bool = False, seed: int = 0, reuse: str | None = None,
-                   brightfield_only: bool = False) -> dict:
+                   brightfield_only: bool = False, resample: float = 1.0, worm_width: float | str = "off") -> dict:
     """Evaluate ``model`` on ``split``; with ``reuse`` (an earlier evaluation folder) the saved
     per-instance probabilities are read back instead of running the network, and every metric,
     review list and report figure is recomputed from them (same model and settings required).
     Long because it is the one pass over the wells that feeds every table; each table is
     computed by its own module (metrics, uncertainty_metrics, review_metrics, counts).
-    ``brightfield_only`` feeds only w2 (issue 19), so one protocol measures a model on brightfield alone."""
+    ``brightfield_only`` feeds only w2 (issue 19), so one protocol measures a model on brightfield alone;
+    ``resample`` and ``worm_width`` evaluate another magnification (``scale_eval``)."""
     from tqdm import tqdm
 
     data_dir = Path(data) if data else default_data_dir()
@@ -58,6 +61,8 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     dev = pick_device(device)
     lm = load_model(model, dev)
     channels = eval_channels(lm, brightfield_only)
+    sizer = WellScaler(resample, worm_width)
+    sizer.check_reuse(reuse)
     post, tune_info = _tuned(lm, data_dir) if tune else (lm.postprocess, None)
     draws = draws or post.mc_draws
     thr = post.binarize if binarize is None else binarize
@@ -71,9 +76,9 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     count_in, truth, shapes = {}, {}, []
     t0 = time.perf_counter()
     for well in tqdm(ok, desc="evaluating wells", unit="well"):
+        image, gt = sizer.load(data_dir, well, channels)
         pred = saved_prediction(Path(reuse), well, thr) if reuse else \
-            predict(lm.model, load_image(data_dir, well, channels), post, draws, thr, dev, seed)
-        gt = load_masks(data_dir, well)
+            sizer.segment(well, lm.model, image, post, draws, thr, dev, seed)
         keep = nonempty(pred.instances)
         inst, prob = pred.instances[keep], pred.probabilities[keep]
         _save(out_dir / "predictions" / f"{well}.npz", pred, keep)
@@ -96,6 +101,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
     agg = aggregate(per_image)
     metrics = {
         "model": lm.path, "model_sha256": lm.sha256, "brightfield_only": brightfield_only, "wells": ok, "skipped_wells": skipped,
+        "scale": sizer.record(),
         **{k: agg[k] for k in KEYS},
         "curves": {k: agg[k] for k in ("iou_thresholds", "precision", "recall", "dsb")},
         "coco": coco_ap(list(scored.values()), list(gts.values()), coco_scores),
@@ -243,10 +249,11 @@ def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessCo
     plt.close(fig)
     examples = [w for w in ("C10", "C04", "D21") if w in m["wells"]] or m["wells"][:3]
     channels = eval_channels(lm, m.get("brightfield_only", False))
+    sizer = WellScaler.from_record(m.get("scale"))
     for w in examples:
-        image = load_image(data_dir, w, channels)
+        image = sizer.load(data_dir, w, channels)[0]
         pred = saved_prediction(Path(reuse), w, thr) if reuse else \
-            predict(lm.model, image, post, draws, thr, next(lm.model.parameters()).device, seed)
+            sizer.segment(w, lm.model, image, post, draws, thr, next(lm.model.parameters()).device, seed)
         render_overview(image, pred, out_dir / f"well_{w}.png", title=w)
     lines = [
         "# BBBC010 evaluation", "",
@@ -255,6 +262,7 @@ def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessCo
         f"Computed on {len(m['wells'])} wells: {', '.join(m['wells'])}.",
         "Input: brightfield (w2) alone, fluorescence fed as a zero plane (`--brightfield-only`)." if
         m.get("brightfield_only") else "Input: fluorescence (w1) and brightfield (w2).",
+        scale_report_line(m),
         f"Skipped (missing channel): {', '.join(m['skipped_wells']) or 'none'}. Published figures are on 50 wells.", "",
         "## Table 1 (BBBC010 protocol: per-well precision TP/(TP+FP) averaged over IoU 0.5:0.95 and wells)", "",
         "| model | avAP[0.5:0.95] | AP50 | AP75 | Recall@0.8 | DSB avAP |", "|---|---|---|---|---|---|",

@@ -1,80 +1,134 @@
 """Object size: segment images taken at another magnification than the training data.
 
-The network learnt worms of one width (BBBC010: about 9 px).  A user's image is
+The network learnt worms of one width (BBBC010: about 8 px).  A user's image is
 resampled so its worms have that width, segmented, and the results are mapped back to
 the user's pixels, so labels, probabilities, entropy, peaks and everything computed
 from them (review list, measurements, session) are in the user's pixels.  The width is
-given by the user (like cellpose's diameter) or estimated from a first pass of the mean
-network: the median width of its foreground along the skeleton.
+given by the user (like cellpose's diameter) or estimated from two quick passes of the
+mean network (``estimate_worm_width``); ``segment_at_width`` is the one call the CLI,
+batch, evaluation and the Segment dock share.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from .checkpoint import PostprocessConfig
-from .model import UNet
+from .validation import OptionError
 
-# Median over the 50 BBBC010 train wells of worm_width(union of the ground-truth worms): 7.89 px.
-TRAINING_WORM_WIDTH = 7.9
+if TYPE_CHECKING:  # torch loads only when a network runs: the CLI parser imports this module
+    import torch
+
+    from .checkpoint import PostprocessConfig
+    from .model import UNet
+
+# Median over the 50 BBBC010 train wells of worm_width(union of the ground-truth worms)
+# (bench/scale_calibration.py recomputes it).
+TRAINING_WORM_WIDTH = 8.6
 MIN_FACTOR, MAX_FACTOR = 0.2, 5.0  # beyond these the image is not of worms at a sensible magnification
-_CANDIDATES = (0.6, 1.0, 1.6)  # magnifications of the first look: 0.6x-1.6x images land near 1x
-_TOLERANCE = 0.07  # |factor - 1| below this: segment at the user's scale (resampling costs detail)
+# |factor - 1| below this: segment at the image's own scale.  Training jitters crop scale by
+# +-10% (data.SCALE_JITTER), so the network is equally at home there and resampling only costs detail.
+TOLERANCE = 0.1
+# The estimator's first look shrinks the image by half: worms up to ~2x BBBC010's width then
+# land below the training width, where the network measures widths faithfully (0.35x-1.1x of
+# it on 5 test wells x 5 magnifications; beyond ~1.2x it sees worm edges as thin worms).
+# The full-size look runs only when the half-size one finds nothing (worms under ~4 px wide);
+# no enlarged look: on an empty field (outside the well) the network finds texture there.
+FIRST_LOOK = (0.5, 1.0)
+REFINE_AT = 0.85  # the refining look puts the worms at 85% of the training width: a margin below 1.1x
+MODES = ("auto", "off")
+WIDTH_RANGE = (round(TRAINING_WORM_WIDTH / MAX_FACTOR, 1), round(TRAINING_WORM_WIDTH / MIN_FACTOR))
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScaleInfo:
-    worm_width: float | None  # px in the user's image (None: no foreground found)
+    """How an image was sized for the network; ``describe`` is what the user is shown."""
+
+    worm_width: float | None  # px in the user's image (None: off, or no worms found to estimate it)
     estimated: bool  # True when the width came from the image, False when the user gave it
     factor: float  # user image -> network scale (1.0: not resampled)
+    mode: str = "auto"  # "auto", "given" or "off"
 
-    def describe(self) -> str:
+    def describe(self, override: str = "give --worm-width to override") -> str:
+        if self.mode == "off":
+            return "worm width not used (off): segmented at the image's own scale"
         if self.worm_width is None:
-            return "worm width: no worms found to estimate it; segmented at the image's own scale"
-        how = "estimated" if self.estimated else "given"
-        return f"worm width {self.worm_width:.1f} px ({how}); image resampled x{self.factor:.2f} for the model"
+            return f"worm width: no worms found to estimate it; segmented at the image's own scale ({override})"
+        how = f"estimated; {override}" if self.estimated else "given"
+        done = f"image resampled x{self.factor:.2f} for the model" if self.factor != 1.0 else \
+            "within 10% of the training width: not resampled"
+        return f"worm width {self.worm_width:.1f} px ({how}); {done}"
+
+    def as_meta(self) -> dict:
+        """The entries written into each output's metadata and the batch marker."""
+        w = None if self.worm_width is None else round(self.worm_width, 2)
+        return {"worm_width": w, "worm_width_mode": self.mode, "scale_factor": round(self.factor, 4)}
+
+
+def parse_worm_width(value: float | str | None, flag: str = "--worm-width") -> float | str:
+    """'auto' (also None), 'off', or a width in pixels inside ``WIDTH_RANGE``; OptionError otherwise."""
+    if value is None:
+        return "auto"
+    text = str(value).strip().lower()
+    if text in MODES:
+        return text
+    try:
+        width = float(text)
+    except ValueError:
+        width = float("nan")
+    lo, hi = WIDTH_RANGE
+    if not (lo <= width <= hi):  # also NaN
+        raise OptionError(f"{flag} must be 'auto', 'off' or a worm width in pixels >= {lo:g} and <= {hi:g} "
+                          f"(the model resamples images by {MIN_FACTOR:g}-{MAX_FACTOR:g}x), got {value!r}")
+    return width
 
 
 def worm_width(mask: np.ndarray) -> float | None:
-    """Typical width (px) of the thin objects in a binary mask: their area over their skeleton's
-    length (a ribbon's mean width), which stays right where a distance transform is fooled by
-    pinholes and ragged borders.  None when the mask holds too little to measure."""
+    """Typical width (px) of the thin objects in a binary mask: twice the distance from the
+    skeleton to the border, averaged along the skeleton without its lowest quarter (branch
+    spurs, worm tips) and highest tenth (crossings, worms lying side by side), so merged
+    worms and ragged borders barely move it.  None when the mask holds too little to measure."""
+    from scipy import ndimage
     from skimage.morphology import skeletonize
 
     mask = np.asarray(mask, bool)
     if mask.sum() < 20:
         return None
-    skeleton = skeletonize(mask)
-    # skeleton length: a diagonal step counts sqrt(2), so count 4-connected and diagonal neighbours
-    s = skeleton.astype(np.int8)
-    straight = (s[1:, :] & s[:-1, :]).sum() + (s[:, 1:] & s[:, :-1]).sum()
-    diagonal = (s[1:, 1:] & s[:-1, :-1]).sum() + (s[1:, :-1] & s[:-1, 1:]).sum()
-    length = float(straight + np.sqrt(2) * diagonal) or float(skeleton.sum())
-    if length < 5:
+    values = np.sort(ndimage.distance_transform_edt(mask)[skeletonize(mask)])
+    n = len(values)
+    if n < 20:
         return None
-    return float(mask.sum() / length)
+    # a centre pixel lies DT from the border on one side and DT or DT-1 on the other: width 2*DT-0.5
+    return float(2 * values[n // 4: n - n // 10].mean() - 0.5)
 
 
-@torch.no_grad()
-def foreground(model: UNet, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
-    """Mean-network foreground (worm or overlap class) of a raw [C,H,W] image: one forward pass."""
+def foreground_probability(model: UNet, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Mean-network probability of worm or overlap (softmax) of a raw image: one forward pass."""
+    import torch
+
     from .inference import prepare_input
 
     x = prepare_input(image, model)[None].to(device)
     was_training = model.training
     model.eval()
     try:
-        _, logits = model(x)
+        with torch.no_grad():
+            _, logits = model(x)
     finally:
         model.train(was_training)
-    return clean_foreground((logits[0].argmax(0) > 0).cpu().numpy())
+    return torch.softmax(logits[0].float(), 0)[1:].sum(0).cpu().numpy()
+
+
+def foreground(model: UNet, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Mean-network foreground of a raw image, pinholes filled and specks dropped."""
+    return clean_foreground(foreground_probability(model, image, device) > 0.5)
 
 
 def clean_foreground(mask: np.ndarray) -> np.ndarray:
     """Fill the pinholes a network leaves inside worms at an unfamiliar scale (they would split the
-    skeleton into loops and halve the measured width) and drop specks; loops of curled worms stay."""
+    skeleton into loops) and drop specks; loops of curled worms stay."""
     from scipy import ndimage
 
     mask = np.asarray(mask, bool)
@@ -93,12 +147,16 @@ def _components_of_size(mask: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def resample_image(image: np.ndarray, factor: float) -> np.ndarray:
-    """[C,H,W] -> [C,round(H*f),round(W*f)] float32, linear, anti-aliased when shrinking."""
+    """[C,H,W] (or a 2-D brightfield image) -> round(H*f) x round(W*f) float32, linear,
+    anti-aliased when shrinking."""
     from skimage.transform import rescale
 
     a = np.asarray(image, np.float32)
-    return np.stack([rescale(c, factor, order=1, anti_aliasing=factor < 1, preserve_range=True) for c in a]).astype(
-        np.float32)
+
+    def one(c: np.ndarray) -> np.ndarray:
+        return rescale(c, factor, order=1, anti_aliasing=factor < 1, preserve_range=True).astype(np.float32)
+
+    return one(a) if a.ndim == 2 else np.stack([one(c) for c in a])
 
 
 def resample_stack(stack: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndarray:
@@ -113,59 +171,72 @@ def resample_stack(stack: np.ndarray, shape: tuple[int, int], order: int = 1) ->
     return out.astype(s.dtype) if s.dtype != bool else out > 0.5
 
 
-def estimate_worm_width(model: UNet, image: np.ndarray, device: torch.device | str = "cpu") -> float | None:
-    """Worm width (px) in a raw image, from a few mean-network passes.
+def estimate_worm_width(model: UNet, image: np.ndarray, device: torch.device | str = "cpu",
+                        should_stop: Callable[[], bool] | None = None) -> float | None:
+    """Worm width (px) in a raw image, from two mean-network passes on shrunk copies.
 
-    A network shown worms far from its training width finds fragments of them and
-    measures them too thin, so the width is measured at a few magnifications; the one
-    whose measured width is nearest the training width is trusted, and one more pass at
-    the magnification it implies refines it when it lands nearer still.
+    Why not one pass at the image's own scale: a network shown worms wider than it learnt
+    finds their dark edges as thin worms and measures them far too thin, while worms
+    narrower than it learnt are measured faithfully.  So the first look is at half size
+    (full size only when it finds nothing), and the refining look at the magnification that
+    puts the worms at 85% of the training width.  None when neither look finds worms.
     """
-    best: tuple[float, float] | None = None  # (distance from the training width in log units, user width)
-    for factor in _CANDIDATES:
-        width = _width_at(model, image, factor, device)
-        if width is not None and (best is None or abs(np.log(width / TRAINING_WORM_WIDTH)) < best[0]):
-            best = (abs(np.log(width / TRAINING_WORM_WIDTH)), width / factor)
-    if best is None:
+    width = None
+    for first in FIRST_LOOK:
+        width = _width_at(model, image, first, device, should_stop)
+        if width is not None:
+            break
+    if width is None:
         return None
-    factor = float(np.clip(TRAINING_WORM_WIDTH / best[1], MIN_FACTOR, MAX_FACTOR))
-    refined = _width_at(model, image, factor, device)
-    if refined is None or abs(np.log(refined / TRAINING_WORM_WIDTH)) > best[0]:
-        return best[1]  # the refining pass saw fragments: keep the better-matched first look
-    return refined / factor
+    refined = _width_at(model, image, _clip(REFINE_AT * TRAINING_WORM_WIDTH / width), device, should_stop)
+    return width if refined is None else refined
 
 
-def _width_at(model: UNet, image: np.ndarray, factor: float, device) -> float | None:
-    """Worm width measured by the network on the image resampled by ``factor`` (network pixels)."""
+def _clip(factor: float) -> float:
+    return float(np.clip(factor, MIN_FACTOR, MAX_FACTOR))
+
+
+def _width_at(model: UNet, image: np.ndarray, factor: float, device, should_stop=None) -> float | None:
+    """Worm width in the user's pixels, measured by the network on the image resampled by ``factor``."""
+    from .inference import Cancelled
+
+    if should_stop is not None and should_stop():
+        raise Cancelled()
     resampled = image if factor == 1.0 else resample_image(image, factor)
     if min(resampled.shape[-2:]) < model.cell:
         return None
-    return worm_width(foreground(model, resampled, device))
+    width = worm_width(foreground(model, resampled, device))
+    return None if width is None else width / factor
 
 
-def choose_scale(model: UNet, image: np.ndarray, given_width: float | None = None,
-                 device: torch.device | str = "cpu") -> ScaleInfo:
-    """The worm width (given or estimated) and the resampling factor it implies."""
-    if given_width is not None:
-        width, estimated = float(given_width), False
+def choose_scale(model: UNet, image: np.ndarray, worm_width_px: float | str | None = "auto",
+                 device: torch.device | str = "cpu", should_stop: Callable[[], bool] | None = None) -> ScaleInfo:
+    """The worm width (given, estimated, or 'off') and the resampling factor it implies."""
+    setting = parse_worm_width(worm_width_px)
+    if setting == "off":
+        return ScaleInfo(None, False, 1.0, "off")
+    if setting == "auto":
+        width, estimated = estimate_worm_width(model, image, device, should_stop), True
     else:
-        width, estimated = estimate_worm_width(model, image, device), True
+        width, estimated = float(setting), False
+    mode = "auto" if estimated else "given"
     if width is None:
-        return ScaleInfo(None, True, 1.0)
-    factor = float(np.clip(TRAINING_WORM_WIDTH / width, MIN_FACTOR, MAX_FACTOR))
-    return ScaleInfo(width, estimated, 1.0 if abs(factor - 1) < _TOLERANCE else factor)
+        return ScaleInfo(None, True, 1.0, mode)
+    factor = _clip(TRAINING_WORM_WIDTH / width)
+    return ScaleInfo(width, estimated, 1.0 if abs(factor - 1) < TOLERANCE else factor, mode)
 
 
-def predict_at_scale(model: UNet, image: np.ndarray, post: PostprocessConfig | None = None,
-                     worm_width_px: float | None = None, **predict_kwargs):
+def segment_at_width(model: UNet, image: np.ndarray, post: PostprocessConfig | None = None,
+                     worm_width_px: float | str | None = "auto", **predict_kwargs):
     """``inference.predict`` at the network's scale, results in the user's pixels.
 
-    Returns (Prediction, ScaleInfo).  ``worm_width_px=None`` estimates the width.
+    ``worm_width_px``: a width in pixels, 'auto' or None (estimated), or 'off' (the image's
+    own scale).  Returns (Prediction, ScaleInfo); the widget, CLI, batch and evaluation call this.
     """
     from .inference import predict
 
     device = predict_kwargs.get("device", "cpu")
-    info = choose_scale(model, image, worm_width_px, device)
+    info = choose_scale(model, image, worm_width_px, device, predict_kwargs.get("should_stop"))
     if info.factor == 1.0:
         return predict(model, image, post, **predict_kwargs), info
     pred = predict(model, resample_image(image, info.factor), post, **predict_kwargs)
@@ -175,9 +246,14 @@ def predict_at_scale(model: UNet, image: np.ndarray, post: PostprocessConfig | N
 def prediction_to_shape(pred, shape: tuple[int, int]):
     """A Prediction computed on a resampled image, mapped back to ``shape``.
 
-    Probabilities are resized linearly; instances, entropy and peaks are recomputed from
-    them exactly as ``predict`` computes them, so the user-pixel result is self-consistent.
-    The minimum instance size is applied in the network's pixels (where it was tuned).
+    Each binarised instance is resampled as a mask (linear, kept where >= 0.5), which keeps
+    its area and border where they were; resampling the probabilities and cutting them at
+    ``binarize`` (0.75) instead would move every border inward by a quarter of a network
+    pixel (C10/D21 at 0.6-1.25x, one draw: avAP 0.03-0.04 lower).  Probabilities are resized
+    linearly and, at an instance's border, nudged across the cut to agree with its mask, so
+    ``instances == probabilities >= binarize`` still holds (saved predictions rely on it);
+    entropy and peaks are recomputed from them as ``predict`` computes them.  The minimum
+    instance size is applied in the network's pixels (where it was tuned).
     """
     from dataclasses import replace
 
@@ -186,8 +262,12 @@ def prediction_to_shape(pred, shape: tuple[int, int]):
 
     shape = tuple(int(s) for s in shape)
     probs = np.clip(resample_stack(pred.probabilities, shape, order=1), 0, 1).astype(np.float32)
-    inst = probs >= pred.binarize
+    inst = resample_stack(np.asarray(pred.instances, bool), shape, order=1)
+    cut = float(pred.binarize)
+    # a margin of 1e-3 survives the float16 the outputs store probabilities in
+    probs[inst & (probs < cut)] = min(1.0, cut + 1e-3)
+    probs[~inst & (probs >= cut)] = max(0.0, cut - 1e-3)
     ent = entropy_map(probs, shape)
     draws = [resample_stack(d, shape, order=0) for d in pred.draws]
-    return replace(pred, probabilities=probs, instances=inst, entropy=ent, peaks=uncertainty_peaks(ent, probs),
-                   draws=draws)
+    return replace(pred, probabilities=probs, instances=probs >= cut, entropy=ent,
+                   peaks=uncertainty_peaks(ent, probs), draws=draws, _items=None)
