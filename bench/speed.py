@@ -49,7 +49,7 @@ def json_mode(lm, raw: np.ndarray, dev, args) -> dict:
 
     from napari_probseg.inference import predict, predict_progressive
 
-    post, draws = lm.postprocess, 8
+    post, draws = lm.postprocess, args.draws
     paths = {"new": {}, "old": {"batch": 4, "seeded": False}}
     first, full, counts = {k: [] for k in paths}, {k: [] for k in paths}, {}
     for _ in range(args.repeats):
@@ -78,7 +78,7 @@ def size_mode(lm, raw: np.ndarray, dev, args) -> dict:
     from napari_probseg.inference import predict
     from napari_probseg.tiling import predict_tiled
 
-    post, draws = lm.postprocess, 8
+    post, draws = lm.postprocess, args.draws
     t0 = time.perf_counter()
     predict(lm.model, raw, post, draws, device=dev).review_items()
     well_s = time.perf_counter() - t0
@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="issue 17: one JSON line (first result, all draws, old path)")
     ap.add_argument("--size", type=int, default=0, help="with --json: an NxN tiled mosaic instead (e.g. 4096)")
     ap.add_argument("--tile", type=int, default=1024, help="core side of the tiles for --size")
+    ap.add_argument("--draws", type=int, default=8, help="MC draws for --json and --size (the figures: 8)")
     args = ap.parse_args()
     dev = pick_device(args.device)
     lm = load_model(args.model, dev)

@@ -286,7 +286,16 @@ def predict_progressive(
     updates already yielded stay valid.  Same seed, same result, global RNG untouched.
     """
     post, draws, binarize = _settings(post, draws, binarize)
-    x = prepare_input(image, model)
+    yield from updates_from_input(model, prepare_input(image, model), post, draws, binarize, device, seed,
+                                  should_stop, batch=batch, seeded=seeded, first=first)
+
+
+def updates_from_input(model: UNet, x: torch.Tensor, post: PostprocessConfig, draws: int, binarize: float,
+                       device: torch.device | str = "cpu", seed: int = 0,
+                       should_stop: Callable[[], bool] | None = None, *, batch: int | None = None,
+                       seeded: bool = True, first: bool = True) -> Iterator[Update]:
+    """``predict_progressive`` on an already prepared input [C,H,W] (``prepare_input``) and checked
+    settings: the tiles of ``tiling.predict_tiled`` are cut from one image normalised as a whole."""
     bf16 = uses_bf16(device)
     info = {"shape": tuple(x.shape[-2:]), "binarize": binarize, "bf16": bf16, "device": str(torch.device(device))}
     mc = draws > 1 and bool(model.dropout_layers())
