@@ -5,8 +5,9 @@ percentiles as an untiled run), then cut into a grid of cores of about ``tile`` 
 Each core is segmented in a window grown by ``margin`` on every side, by predict's own
 path (``inference.updates_from_input``: mean network, MC draws, agglomeration).  A window's
 instance is kept by the tile whose core holds its centre (probability-weighted centroid);
-with a margin wider than a worm (BBBC010's longest is 155 px, so ``MARGIN`` = 160), such a
-worm lies whole inside the window, away from the window's cut.  Two tiles that kept the
+with ``MARGIN`` = 224 px (half the longest BBBC010 worm, 78 px, plus the U-Net's reach of
+~107 px around a pixel), such a worm lies whole inside the window and beyond the reach of
+the window's cut.  Two tiles that kept the
 same worm (its centre on their border) are matched by IoU and one copy stays.
 
 Nothing full-size is held per draw or per instance: the draws of one window at a time,
@@ -34,7 +35,7 @@ from .uncertainty_metrics import bernoulli_entropy, peak_patches
 from .validation import InputError, OptionError
 
 TILE = 1024  # core side (pixels)
-MARGIN = 160  # context on every side of a core: wider than the longest BBBC010 worm (155 px)
+MARGIN = 224  # context on every side of a core: half the longest BBBC010 worm (155 px) + the U-Net's reach (~107 px)
 SAME_WORM_IOU = 0.5  # two tiles' copies of one worm overlap at least this much (p >= 0.5 masks)
 # bytes per pixel of the full-size arrays: normalised input (4 per channel), its normalisation
 # temporaries (8 per channel), entropy (4), labels (4), instance boxes (about 4: worms' boxes
