@@ -54,8 +54,8 @@ def test_first_update_is_the_mean_network_with_labels_then_one_per_draw(bundled)
 
 def test_final_update_equals_predict_with_the_same_seed(bundled):
     img, post = load_sample("C10")[CROP], bundled.postprocess
-    last = list(predict_progressive(bundled.model, img, post, draws=3, seed=4))[-1].prediction()
-    pred = predict(bundled.model, img, post, draws=3, seed=4)
+    last = list(predict_progressive(bundled.model, img, post, draws=3, seed=4, batch=1, seeded=True))[-1].prediction()
+    pred = predict(bundled.model, img, post, draws=3, seed=4, batch=1, seeded=True)
     np.testing.assert_array_equal(last.probabilities, pred.probabilities)
     np.testing.assert_array_equal(last.entropy, pred.entropy)
     assert [(p.y, p.x) for p in last.peaks] == [(p.y, p.x) for p in pred.peaks]
@@ -83,10 +83,10 @@ def test_one_draw_or_no_dropout_runs_the_network_once():
         np.testing.assert_array_equal(ups[-1].draws[0], ups[0].mean)
 
 
-def test_draws_one_at_a_time_on_cpu_and_batch_size_does_not_change_a_draw_count():
-    assert default_batch("cpu") == 1 and default_batch("cuda") == 4
+def test_batch_size_does_not_change_the_draw_count():
+    assert default_batch("cpu") == 4  # the results so far were made with it (see default_batch)
     x = prepare_input(load_sample("C10")[CROP], tiny_model())
-    assert len(list(forward_draws(tiny_model(), x, 5))) == len(list(forward_draws(tiny_model(), x, 5, batch=4))) == 5
+    assert len(list(forward_draws(tiny_model(), x, 5, batch=1))) == len(list(forward_draws(tiny_model(), x, 5))) == 5
 
 
 def test_seeded_mean_shift_gives_the_unseeded_instances_on_real_well_c10(bundled):

@@ -155,7 +155,7 @@ def predict_tiled(
     tile: int = TILE,
     margin: int = MARGIN,
     batch: int | None = None,
-    seeded: bool = True,
+    seeded: bool = False,
 ) -> TiledPrediction:
     """Raw image [C,H,W] of any size -> stitched instances, entropy and peaks, tile by tile.
 
