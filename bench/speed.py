@@ -6,8 +6,9 @@
 
 ``--json`` times, through the public API and in one process, the first result
 (``predict_progressive``'s mean-network update) and all 8 draws with agglomeration, entropy
-and the review list (``predict`` + ``review_items``), for the new path (draws one at a time
-on CPU, mean-shift seeded by the mean network) and the old one (batches of 4, unseeded),
+and the review list (``predict`` + ``review_items``), for the new path (``batch=1,
+seeded=True``: draws one at a time, mean-shift seeded by the mean network) and the old one
+(``predict``'s defaults: batches of 4, unseeded),
 alternating old and new ``--repeats`` times (median of each).  ``--size N`` builds an NxN
 mosaic of the well tiled with its mirror images and runs ``tiling.predict_tiled`` on it
 (time, peak RSS, instances), after one untiled run of the well for the area-scaled reference.

@@ -170,7 +170,8 @@ def test_cancel_and_bad_input(make_napari_viewer, qtbot, tiny_checkpoint, tmp_pa
     w.layer_combos[1].setCurrentText("C10 brightfield")
     n_errors = len(errors(notes))
     w.draws.setValue(40)
-    w.relay.progress.connect(lambda done, total: done == 1 and w.cancel())
+    # set the stop flag in the worker thread itself: a queued cancel can arrive after a fast tiny model finished
+    w.relay.progress.connect(lambda done, total: done == 1 and w._stop.set(), Qt.ConnectionType.DirectConnection)
     worker = w.run()
     assert worker is not None
     qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
