@@ -1,6 +1,7 @@
 """Wells per minute of ``probseg batch`` for 1 and 2 local Dask workers.
 
     nice -n 19 .venv/bin/python bench/batch_throughput.py --wells 4 --draws 8
+    python bench/batch_throughput.py --wells 8 --json     # issue 17: one JSON line at the end
 
 Runs the first N BBBC010 test wells (both channels, full 520x696) through ``run_batch``
 once per worker count, each into a fresh output folder, and prints a markdown table.
@@ -47,7 +48,9 @@ def main() -> None:
     ap.add_argument("--wells", type=int, default=4)
     ap.add_argument("--draws", type=int, default=8)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--json", action="store_true", help="also print one JSON line: wells/min and CPU s/well per worker count")
     args = ap.parse_args()
+    measured = {}
 
     data = Path(args.data) if args.data else default_data_dir()
     wells = available_wells(data, "test")[0][: args.wells]
@@ -73,6 +76,15 @@ def main() -> None:
             cpu = statistics.mean(float(r["cpu_seconds"]) for r in rows) if rows else float("nan")
             print(f"| {n} | {len(rows)}/{len(wells)} | {args.draws} | {wall:.0f} | {60 * len(rows) / wall:.2f} "
                   f"| {per:.0f} | {cpu:.0f} | {load0:.1f} |", flush=True)  # each row as soon as it is measured
+            measured[n] = {"wells_ok": len(rows), "wall_s": round(wall, 1), "wells_per_min": round(60 * len(rows) / wall, 3),
+                           "s_per_well_in_worker": round(per, 2), "cpu_s_per_well": round(cpu, 2), "load_avg": load0}
+    if args.json:
+        import json
+
+        lo, hi = min(measured), max(measured)
+        scaling = measured[hi]["wells_per_min"] / measured[lo]["wells_per_min"] if measured[lo]["wells_per_min"] else None
+        print(json.dumps({"model": model_note, "wells": wells, "draws": args.draws, "cpus": os.cpu_count(),
+                          "workers": measured, f"scaling_{hi}_vs_{lo}": scaling and round(scaling, 2)}))
 
 
 if __name__ == "__main__":  # required: Dask's worker processes re-import this file

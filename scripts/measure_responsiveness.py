@@ -59,6 +59,9 @@ def main() -> None:
     idle = tick_stats(stamps, time.perf_counter() - t0, interval)
 
     stamps.clear()
+    shown: list[float] = []  # when the first labels layer appeared (issue 17: the mean network's result)
+    viewer.layers.events.inserted.connect(
+        lambda e: shown.append(time.perf_counter()) if e.value._type_string == "labels" and not shown else None)
     t0 = time.perf_counter()
     seg.run()
     wait(lambda: seg.worker is None)
@@ -73,7 +76,9 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
           f"{torch.get_num_threads()}, device {meta['device']}")
     print(f"model: {desc}; well {args.well} (520x696), {args.draws} MC draws")
-    print(f"inference in the worker: {meta['seconds']:.1f} s; Run -> layers shown: {total:.1f} s")
+    first = f"{shown[0] - t0:.2f} s" if shown else "n/a"
+    print(f"inference in the worker: {meta['seconds']:.1f} s; Run -> first labels on screen: {first}; "
+          f"Run -> final layers: {total:.1f} s")
     print(f"idle: {idle['ticks']}/{idle['expected']} ticks, max gap {idle['max_gap_ms']:.0f} ms")
     print(f"during inference (+0.5 s after): {busy['ticks']}/{busy['expected']} ticks of 50 ms delivered, "
           f"p95 gap {busy['p95_gap_ms']:.0f} ms, max gap {busy['max_gap_ms']:.0f} ms")

@@ -120,6 +120,23 @@ def test_mean_shift_finds_uneven_blobs_like_scikit_learn(kwargs):
     assert adjusted_rand_score(truth, labels) == 1.0
 
 
+def test_mean_shift_from_init_centres_finds_the_clusters_they_miss():
+    """Seeded mode (issue 17): three of the eight blob centres, shifted, plus one centre far from
+    every point.  The five blobs no init centre reaches get seeds of their own, the shifted
+    centres climb to their modes, and the far one is dropped instead of landing at the origin."""
+    pts, truth = uneven_blobs()
+    bw = 1.5
+    sk = uneven_blobs_scikit_learn(bw)
+    init = np.concatenate([sk.cluster_centers_[:3] + 0.3, np.full((1, 16), 100.0)]).astype(np.float32)
+    ours = mean_shift(torch.from_numpy(pts), bw, init=torch.from_numpy(init)).numpy()
+    assert len(ours) == 8
+    d = np.linalg.norm(ours[:, None] - sk.cluster_centers_[None], axis=-1)
+    r, c = linear_sum_assignment(d)
+    assert d[r, c].max() < 0.15
+    labels = assign_clusters(torch.from_numpy(pts), torch.from_numpy(ours), radius=3.0).numpy()
+    assert adjusted_rand_score(truth, labels) == 1.0
+
+
 def test_mean_shift_is_deterministic_given_seed():
     pts = torch.from_numpy(uneven_blobs()[0])
     a = mean_shift(pts, 1.0, max_points=2000, seed=3)

@@ -1,13 +1,14 @@
 """Sections 2.3 and 3.1: MC-dropout draws, agglomeration, entropy and uncertainty peaks.
 
-``predict`` is the one call the CLI, the benchmark, the batch mode and the napari
-widgets share.  It reports progress after every draw and can be cancelled between
-draws (``should_stop``), so a GUI never has to kill a thread.
+``predict_progressive`` is the one path: it yields the mean network's segmentation first
+(dropout off: a result on screen after one forward pass), then an update after every MC
+draw.  ``predict`` (the CLI, the benchmark, the batch mode) runs it to the end.  Both can be
+cancelled between draws (``should_stop``), so a GUI never has to kill a thread.
 """
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ from .devices import cpu_supports_bf16
 from .masks import labels_from_instances, mask_iou, nonempty  # noqa: F401 (nonempty: re-exported)
 from .model import UNet
 from .peaks import PATCH, Peak, uncertainty_peaks  # noqa: F401 (re-exported: one copy, torch-free)
-from .postprocess import embeddings_to_instances
+from .postprocess import cluster_draw
 from .uncertainty_metrics import bernoulli_entropy, entropy_map  # noqa: F401 (bernoulli_entropy: re-exported)
 
 
@@ -124,6 +125,19 @@ def _check_stop(should_stop: Callable[[], bool] | None) -> None:
         raise Cancelled()
 
 
+def default_batch(device: torch.device | str) -> int:
+    """Draws per forward pass when the caller does not say: 4 (the results every test and
+    figure so far were made with).
+
+    Issue 17 measured one 520x696 draw alone at 0.13 s on a 2-core CPU against 0.23 s per draw
+    in a batch of 4, so ``batch=1`` is offered; it is not the default yet because the dropout
+    masks then come in another order, and two robustness tests tuned on the batch-4 draws
+    (tests/test_robust_image.py, tests/test_scale.py) fail with them (docs/benchmarks.md,
+    "Speed (issue 17)").  ``device`` is kept for a per-device default once measured.
+    """
+    return 4
+
+
 def uses_bf16(device: torch.device | str) -> bool:
     """Whether draws on ``device`` run under bf16 autocast: always on CUDA, on CPUs with bf16
     support (~4x faster there, see docs/benchmarks.md).  Recorded in every prediction."""
@@ -160,13 +174,14 @@ def forward_draws(
     x: torch.Tensor,
     draws: int,
     device: torch.device | str = "cpu",
-    batch: int = 4,
+    batch: int | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     bf16: bool | None = None,
 ):
-    """Yield (embedding [D,H,W], logits [3,H,W]) for each MC draw, ``batch`` at a time.
+    """Yield (embedding [D,H,W], logits [3,H,W]) for each MC draw, ``batch`` at a time
+    (``default_batch`` when None).
 
     The dropout masks come from a generator seeded with ``seed``, never the global RNG.
     ``should_stop`` is checked before every draw is handed out, not once per batch: the
@@ -174,6 +189,7 @@ def forward_draws(
     """
     device = torch.device(device)
     use_bf16 = uses_bf16(device) if bf16 is None else bf16
+    batch = default_batch(device) if batch is None else max(int(batch), 1)
     gen = torch.Generator(device=device).manual_seed(seed)
     xb = x[None].to(device).contiguous(memory_format=torch.channels_last)
     done = 0
@@ -192,6 +208,122 @@ def forward_draws(
                     progress(done, draws)
 
 
+@dataclass
+class Update:
+    """One step of ``predict_progressive``: the mean network's segmentation (``done`` = 0) or
+    the result of the first ``done`` of ``total`` MC draws.
+
+    ``prediction()`` builds the arrays on demand and keeps them (agglomeration, entropy,
+    peaks: about 0.1 s on a BBBC010 well), so a consumer that skips an update pays nothing.
+    """
+
+    done: int  # MC draws clustered so far (0: the mean network, dropout off)
+    total: int  # MC draws asked for
+    mean: np.ndarray | None  # [N,H,W] bool, the mean network's instances (None when it was not run)
+    draws: list[np.ndarray]  # the first ``done`` post-processed draws
+    shape: tuple[int, int]
+    binarize: float
+    bf16: bool = False
+    device: str = "cpu"
+    _pred: Prediction | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def final(self) -> bool:
+        return self.done == self.total
+
+    def prediction(self) -> Prediction:
+        """The ``Prediction`` of this step.  The mean network's step has probabilities 0 or 1,
+        zero entropy, no peaks and no draws: a segmentation without uncertainty yet."""
+        if self._pred is None:
+            probs = agglomerate(self.draws) if self.done else self.mean.astype(np.float32)
+            ent = entropy_map(probs, self.shape)
+            peaks = uncertainty_peaks(ent, probs) if self.done else []
+            self._pred = Prediction(probs, probs >= self.binarize, ent, peaks, list(self.draws), self.binarize,
+                                    bf16=self.bf16, device=self.device)
+        return self._pred
+
+
+def _settings(post: PostprocessConfig | None, draws: int | None, binarize: float | None):
+    """The call's post-processing, draws and binarisation, each checked against its range."""
+    from .validation import check
+
+    post = post or PostprocessConfig()
+    draws = check("draws", post.mc_draws if draws is None else draws, "draws")
+    binarize = check("binarize", post.binarize if binarize is None else binarize, "binarize")
+    check("min_size", post.min_size, "minimum size")
+    check("bandwidth", post.bandwidth, "bandwidth")
+    check("cluster_radius", post.cluster_radius, "cluster radius")
+    return post, draws, binarize
+
+
+def _repeated(out, n: int, should_stop: Callable[[], bool] | None):
+    """The same network output ``n`` times (no dropout: every draw is the mean network)."""
+    for _ in range(n):
+        _check_stop(should_stop)
+        yield out
+
+
+def predict_progressive(
+    model: UNet,
+    image: np.ndarray,
+    post: PostprocessConfig | None = None,
+    draws: int | None = None,
+    binarize: float | None = None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    batch: int | None = None,
+    seeded: bool = False,
+    first: bool = True,
+) -> Iterator[Update]:
+    """Raw image [C,H,W] -> ``Update``s: the mean network's segmentation, then one per MC draw.
+
+    ``first`` yields the mean network's step (``done`` = 0) as soon as it is clustered.
+    ``seeded`` starts each draw's mean-shift from the mean network's centres
+    (``postprocess.mean_shift(init=...)``; same instances within a matched IoU of 0.95 on
+    BBBC010 wells, ``tests/test_progressive.py``), which needs the mean pass even when
+    ``first`` is off; off by default: on a crop of C10 with a saturated pixel it lost a worm
+    in a draw that the unseeded path kept (docs/benchmarks.md).  ``batch``: draws per
+    forward pass (``default_batch``).  A model without
+    dropout, or one draw, runs the network once: every draw is the mean network.
+    ``should_stop()`` is checked before every forward pass and raises ``Cancelled``; the
+    updates already yielded stay valid.  Same seed, same result, global RNG untouched.
+    """
+    post, draws, binarize = _settings(post, draws, binarize)
+    yield from updates_from_input(model, prepare_input(image, model), post, draws, binarize, device, seed,
+                                  should_stop, batch=batch, seeded=seeded, first=first)
+
+
+def updates_from_input(model: UNet, x: torch.Tensor, post: PostprocessConfig, draws: int, binarize: float,
+                       device: torch.device | str = "cpu", seed: int = 0,
+                       should_stop: Callable[[], bool] | None = None, *, batch: int | None = None,
+                       seeded: bool = False, first: bool = True) -> Iterator[Update]:
+    """``predict_progressive`` on an already prepared input [C,H,W] (``prepare_input``) and checked
+    settings: the tiles of ``tiling.predict_tiled`` are cut from one image normalised as a whole."""
+    bf16 = uses_bf16(device)
+    info = {"shape": tuple(x.shape[-2:]), "binarize": binarize, "bf16": bf16, "device": str(torch.device(device))}
+    mc = draws > 1 and bool(model.dropout_layers())
+    cluster = dict(bandwidth=post.bandwidth, cluster_radius=post.cluster_radius, min_size=post.min_size)
+    mean = init = mean_out = None
+    if first or seeded or not mc:
+        _check_stop(should_stop)
+        mean_out = next(forward_draws(model, x, 1, device, seed=seed, bf16=bf16))  # one pass: dropout off
+        mean, centres = cluster_draw(*mean_out, **cluster, seed=seed)
+        init = centres if seeded else None
+        if first:
+            yield Update(0, draws, mean, [], **info)
+    source = (forward_draws(model, x, draws, device, batch, seed=seed, should_stop=should_stop, bf16=bf16)
+              if mc else _repeated(mean_out, draws, should_stop))
+    stacks: list[np.ndarray] = []
+    for i, (emb, logits) in enumerate(source):
+        if not mc and i == 0:
+            stacks.append(mean)  # the same output clustered with the same seed
+        else:
+            stacks.append(cluster_draw(emb, logits, **cluster, seed=seed + i, init=init)[0])
+        yield Update(i + 1, draws, mean, list(stacks), **info)
+
+
 def predict(
     model: UNet,
     image: np.ndarray,
@@ -204,37 +336,24 @@ def predict(
     should_stop: Callable[[], bool] | None = None,
     *,
     threshold: float | None = None,
+    batch: int | None = None,
+    seeded: bool = False,
 ) -> Prediction:
     """Raw image [C,H,W] -> per-instance probabilities, binarised instances, entropy, peaks.
 
-    ``progress(done, total)`` is called after each draw is clustered; ``should_stop()``
-    is checked before each draw and raises ``Cancelled``.  The same ``seed`` gives the same
-    result whatever the global torch RNG holds, and the global RNG is left untouched.
-    ``threshold=`` is the deprecated name of ``binarize=``.
+    ``predict_progressive`` run to its last update (without the mean network's step, which
+    nobody sees here).  ``progress(done, total)`` is called after each draw is clustered;
+    ``should_stop()`` is checked before each draw and raises ``Cancelled``.  The same ``seed``
+    gives the same result whatever the global torch RNG holds, and the global RNG is left
+    untouched.  ``batch=1, seeded=True`` is issue 17's faster path (``predict_progressive``);
+    the defaults give the results of the path before it.  ``threshold=`` is the deprecated name of ``binarize=``.
     """
-    from .validation import check
-
-    post = post or PostprocessConfig()
-    draws = check("draws", post.mc_draws if draws is None else draws, "draws")
     if threshold is not None:
         warnings.warn("predict(threshold=...) is deprecated; use binarize=...", DeprecationWarning, stacklevel=2)
         binarize = threshold if binarize is None else binarize
-    binarize = check("binarize", post.binarize if binarize is None else binarize, "binarize")
-    check("min_size", post.min_size, "minimum size")
-    check("bandwidth", post.bandwidth, "bandwidth")
-    check("cluster_radius", post.cluster_radius, "cluster radius")
-    x = prepare_input(image, model)
-    bf16 = uses_bf16(device)
-    stacks = []
-    for i, (emb, logits) in enumerate(
-        forward_draws(model, x, draws, device, seed=seed, should_stop=should_stop, bf16=bf16)
-    ):
-        stacks.append(embeddings_to_instances(emb, logits, post.bandwidth, post.cluster_radius, post.min_size,
-                                              seed=seed + i))
+    last = None
+    for last in predict_progressive(model, image, post, draws, binarize, device, seed, should_stop,
+                                    batch=batch, seeded=seeded, first=False):
         if progress is not None:
-            progress(i + 1, draws)
-    probs = agglomerate(stacks)
-    inst = probs >= binarize
-    ent = entropy_map(probs, x.shape)
-    return Prediction(probs.astype(np.float32), inst, ent, uncertainty_peaks(ent, probs), stacks, binarize,
-                      bf16=bf16, device=str(torch.device(device)))
+            progress(last.done, last.total)
+    return last.prediction()

@@ -84,13 +84,16 @@ def _kernel(s: torch.Tensor, pts_t: torch.Tensor, pts_sq: torch.Tensor, inv: flo
 
 
 def _gaussian_shift(seeds: torch.Tensor, pts: torch.Tensor, pts_t: torch.Tensor, pts_sq: torch.Tensor,
-                    inv: float) -> torch.Tensor:
-    """One mean-shift step of ``seeds`` [S,D] under a Gaussian kernel on ``pts`` [P,D]."""
+                    inv: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One mean-shift step of ``seeds`` [S,D] under a Gaussian kernel on ``pts`` [P,D]; also each seed's kernel mass."""
     out = torch.empty_like(seeds)
+    mass = torch.empty(len(seeds), device=seeds.device)
     for lo in range(0, len(seeds), _CHUNK):
         w = _kernel(seeds[lo:lo + _CHUNK], pts_t, pts_sq, inv)
-        out[lo:lo + _CHUNK] = (w @ pts) / w.sum(1, keepdim=True).clamp(min=1e-30)
-    return out
+        m = w.sum(1, keepdim=True)
+        mass[lo:lo + _CHUNK] = m[:, 0]
+        out[lo:lo + _CHUNK] = (w @ pts) / m.clamp(min=1e-30)
+    return out, mass
 
 
 def mean_shift(
@@ -101,6 +104,7 @@ def mean_shift(
     iters: int = 30,
     seed: int = 0,
     bin_seeding: bool = True,
+    init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cluster centres [K,D] of ``points`` [P,D] by seeded Gaussian-kernel mean-shift.
 
@@ -110,55 +114,100 @@ def mean_shift(
     for at most ``iters`` steps.  A seed stops once its step is below 1e-3 bandwidth, and
     seeds that meet while climbing continue as one.  Converged seeds closer than one
     bandwidth are merged, keeping the densest first (as scikit-learn does).  ``seed``
-    fixes the random subsets; the result is deterministic given it.  One function, not
-    several, because the seed bookkeeping (dropped, merged, converged) is shared state of one loop.
+    fixes the random subsets; the result is deterministic given it.
+
+    ``init`` (issue 17): centres found earlier on similar points (the mean network's, for
+    an MC draw).  They climb first; then only the points farther than ``SEEDED_REACH``
+    bandwidths from every climbed centre get bin seeds of their own, so a cluster the
+    earlier centres do not reach is still found, at a fraction of the seeds.
     """
     if points.shape[0] == 0:
         return points.new_zeros((0, points.shape[1]))
     g = torch.Generator(device="cpu").manual_seed(seed)
-    pts = points.detach().float()
-    if bin_seeding:
-        seeds = bin_seeds(pts, bandwidth, max_seeds)
+    all_pts = points.detach().float()
+    pts = all_pts
     if pts.shape[0] > max_points:
         pts = pts[torch.randperm(pts.shape[0], generator=g)[:max_points].to(pts.device)]
-    if not bin_seeding:
-        seeds = pts[torch.randperm(pts.shape[0], generator=g)[:max_seeds].to(pts.device)].clone()
-    pts = pts.contiguous()
-    pts_t = pts.T.contiguous()
-    pts_sq = (pts * pts).sum(1)[None]
-    inv = -0.5 / bandwidth**2
-    tol = 1e-3 * bandwidth
-    active = torch.arange(len(seeds), device=pts.device)  # seeds still climbing
-    alive = torch.ones(len(seeds), dtype=torch.bool, device=pts.device)  # not dropped as duplicates
-    for _ in range(iters):
-        if len(active) == 0:
-            break
-        cur = seeds[active]
-        new = _gaussian_shift(cur, pts, pts_t, pts_sq, inv)
-        seeds[active] = new
-        active = active[(new - cur).norm(dim=1) >= tol]
-        if len(active) > 1:
-            cells = np.floor(seeds[active].cpu().numpy() * (_DEDUPE_CELLS / bandwidth)).astype(np.int64)
-            _, first = _row_groups(cells)
-            if len(first) < len(active):
-                keep = torch.zeros(len(active), dtype=torch.bool, device=pts.device)
-                keep[torch.from_numpy(first).to(pts.device)] = True
-                alive[active[~keep]] = False
-                active = active[keep]
-    seeds = seeds[alive]
-    # merge: densest first, dropping every seed within one bandwidth of a kept one
-    density = torch.zeros(len(seeds), device=pts.device)
-    for lo in range(0, len(seeds), _CHUNK):
-        density[lo:lo + _CHUNK] = _kernel(seeds[lo:lo + _CHUNK], pts_t, pts_sq, inv).sum(1)
-    seeds = seeds[torch.argsort(density, descending=True, stable=True)]
-    near = (torch.cdist(seeds, seeds) < bandwidth).cpu().numpy()
-    keep = np.zeros(len(seeds), dtype=bool)
-    suppressed = np.zeros(len(seeds), dtype=bool)
-    for i in range(len(seeds)):
-        if not suppressed[i]:
-            keep[i] = True
-            suppressed |= near[i]
-    return seeds[torch.from_numpy(keep).to(seeds.device)]
+    k = _Kernel(pts.contiguous(), bandwidth)
+    if init is not None and len(init):
+        first = k.climb(init.detach().float().to(pts.device).clone(), iters)
+        far = torch.cdist(all_pts, first).min(1).values > SEEDED_REACH * bandwidth if len(first) else None
+        rest = all_pts if far is None else all_pts[far]
+        more = bin_seeds(rest, bandwidth, max_seeds) if len(rest) else rest
+        seeds = torch.cat([first, k.climb(more, iters)])
+    else:
+        if bin_seeding:
+            seeds = bin_seeds(all_pts, bandwidth, max_seeds)
+        else:
+            seeds = pts[torch.randperm(pts.shape[0], generator=g)[:max_seeds].to(pts.device)].clone()
+        seeds = k.climb(seeds, iters)
+    return k.merge(seeds)
+
+
+# points farther than this many bandwidths from every climbed ``init`` centre get seeds of their own
+SEEDED_REACH = 2.0
+
+
+class _Kernel:
+    """The Gaussian kernel density of one point set: climbing seeds and merging them.
+
+    Why a class: climbing and merging share the transposed points, their squared norms and
+    the kernel scale, and the seeded mode of ``mean_shift`` climbs twice.
+    """
+
+    def __init__(self, pts: torch.Tensor, bandwidth: float):
+        self.pts, self.bandwidth = pts, bandwidth
+        self.pts_t = pts.T.contiguous()
+        self.pts_sq = (pts * pts).sum(1)[None]
+        self.inv = -0.5 / bandwidth**2
+
+    def climb(self, seeds: torch.Tensor, iters: int) -> torch.Tensor:
+        """Move ``seeds`` [S,D] uphill; seeds that meet continue as one, the rest are returned.
+
+        A seed whose kernel weights all vanish (farther than ~14 bandwidths from every point:
+        only a foreign ``init`` centre can be) is dropped rather than sent to the origin.
+        """
+        if len(seeds) == 0:
+            return seeds
+        bw, dev = self.bandwidth, self.pts.device
+        tol = 1e-3 * bw
+        active = torch.arange(len(seeds), device=dev)  # seeds still climbing
+        alive = torch.ones(len(seeds), dtype=torch.bool, device=dev)  # not dropped as duplicates
+        for _ in range(iters):
+            if len(active) == 0:
+                break
+            cur = seeds[active]
+            new, mass = _gaussian_shift(cur, self.pts, self.pts_t, self.pts_sq, self.inv)
+            lost = mass <= 1e-30
+            if lost.any():
+                alive[active[lost]] = False
+                active, cur, new = active[~lost], cur[~lost], new[~lost]
+            seeds[active] = new
+            active = active[(new - cur).norm(dim=1) >= tol]
+            if len(active) > 1:
+                cells = np.floor(seeds[active].cpu().numpy() * (_DEDUPE_CELLS / bw)).astype(np.int64)
+                _, first = _row_groups(cells)
+                if len(first) < len(active):
+                    keep = torch.zeros(len(active), dtype=torch.bool, device=dev)
+                    keep[torch.from_numpy(first).to(dev)] = True
+                    alive[active[~keep]] = False
+                    active = active[keep]
+        return seeds[alive]
+
+    def merge(self, seeds: torch.Tensor) -> torch.Tensor:
+        """Densest first, drop every seed within one bandwidth of a kept one."""
+        density = torch.zeros(len(seeds), device=self.pts.device)
+        for lo in range(0, len(seeds), _CHUNK):
+            density[lo:lo + _CHUNK] = _kernel(seeds[lo:lo + _CHUNK], self.pts_t, self.pts_sq, self.inv).sum(1)
+        seeds = seeds[torch.argsort(density, descending=True, stable=True)]
+        near = (torch.cdist(seeds, seeds) < self.bandwidth).cpu().numpy()
+        keep = np.zeros(len(seeds), dtype=bool)
+        suppressed = np.zeros(len(seeds), dtype=bool)
+        for i in range(len(seeds)):
+            if not suppressed[i]:
+                keep[i] = True
+                suppressed |= near[i]
+        return seeds[torch.from_numpy(keep).to(seeds.device)]
 
 
 def assign_clusters(points: torch.Tensor, centres: torch.Tensor, radius: float) -> torch.Tensor:
@@ -230,14 +279,29 @@ def embeddings_to_instances(
     Clusters only pixels classified foreground; overlap pixels join through the
     overlap heuristic; clusters smaller than ``min_size`` pixels are dropped.
     """
+    return cluster_draw(embedding, logits, bandwidth, cluster_radius, min_size, seed)[0]
+
+
+def cluster_draw(
+    embedding: torch.Tensor,
+    logits: torch.Tensor,
+    bandwidth: float,
+    cluster_radius: float,
+    min_size: int = 50,
+    seed: int = 0,
+    init: torch.Tensor | None = None,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """``embeddings_to_instances`` that also returns the mean-shift centres [K,D] and takes
+    ``init`` centres to start from (``mean_shift``): the mean network's centres seed each MC draw."""
     h, w = embedding.shape[-2:]
     cls = logits.argmax(0)
     fg = cls == FOREGROUND
     pts = embedding.permute(1, 2, 0)[fg]
-    centres = mean_shift(pts, bandwidth, seed=seed)
+    centres = mean_shift(pts, bandwidth, seed=seed, init=init)
     labels = assign_clusters(pts, centres, cluster_radius).cpu().numpy()
     overlap = (cls == OVERLAP).cpu().numpy()
-    return clusters_to_instances(labels, np.flatnonzero(fg.cpu().numpy()), len(centres), overlap, min_size, (h, w))
+    inst = clusters_to_instances(labels, np.flatnonzero(fg.cpu().numpy()), len(centres), overlap, min_size, (h, w))
+    return inst, centres
 
 
 def clusters_to_instances(labels: np.ndarray, fg_idx: np.ndarray, n_clusters: int, overlap: np.ndarray,

@@ -2,13 +2,13 @@
 
 The image is copied from the chosen layers when Run is pressed and the results are
 tied to those layers (names, scale, unique ids), so switching or editing layers while
-the worker runs cannot put results onto another image.  ``predict`` is cancelled
-between draws through ``should_stop``.
+the worker runs cannot put results onto another image.  The mean network's segmentation
+is shown at once and refined in place as draws finish (issue 17, ``_segment_layers``);
+Cancel stops between draws and keeps what has arrived.
 """
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +29,9 @@ from qtpy.QtWidgets import (
 )
 
 from . import _common as C
+from . import _segment_layers as L
 from ._channels import NO_FLUORESCENCE, LayerInfo, duplicates, match_channels
-from ._measure import set_layer_features
-from ._segment_job import Job, Segmented, infer
+from ._segment_job import Job, Partial, Segmented, infer
 
 if TYPE_CHECKING:
     import napari
@@ -300,15 +300,16 @@ class InferenceWidget(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.worker = create_worker(infer, job, self.relay, self._stop, _start_thread=False)
+        self.worker.yielded.connect(lambda part, job=job: self._on_partial(job, part))
         self.worker.returned.connect(lambda res, job=job: self._on_done(job, res))
-        self.worker.errored.connect(lambda exc: C.error(f"Inference failed: {exc}"))
+        self.worker.errored.connect(lambda exc, job=job: self._on_error(job, exc))
         self.worker.finished.connect(self._on_finished)
         self.worker.start()
         return self.worker
 
     def cancel(self) -> None:
         self._stop.set()
-        self.status.setText("cancelling after the current draw...")
+        self.status.setText("cancelling after the current draw (what has arrived is kept)...")
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setValue(done)
@@ -318,29 +319,51 @@ class InferenceWidget(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
+    def _on_error(self, job: Job, exc: BaseException) -> None:
+        L.remove_run(self.viewer, job.run_id)
+        self.status.setText("failed")
+        C.error(f"Inference failed: {exc}")
+
+    def _session(self, job: Job, pred: Any, meta: dict) -> Any:
+        from ..session import Session
+
+        names = [g["name"] for g in job.layers]
+        return Session.from_prediction(pred, job.image_name, job.image, image_source=job.source,
+                                       channel_names=names, meta={**meta, "image_name": job.image_name,
+                                                                  "source_layers": job.layers})
+
+    def _on_partial(self, job: Job, part: Partial) -> None:
+        """A result on the way: shown at once (preview layers), refined in place."""
+        if self.worker is None:  # arrived after the run ended (it was queued): the final result is shown
+            return
+        L.show(self.viewer, self._session(job, part.prediction, {"draws": part.done}), job, final=False)
+        what = "mean network (no dropout)" if part.done == 0 else f"{part.done} of {part.total} draws"
+        self.status.setText(f"{job.image_name}: {part.prediction.n_instances} instances so far ({what}); "
+                            f"refining on {job.device}...")
+
     def _on_done(self, job: Job, res: Segmented | C.Cancelled | C.Failed) -> None:
         if isinstance(res, C.Cancelled):
             self.status.setText("cancelled")
-            C.info("Inference cancelled; nothing was added.")
+            C.info("Inference cancelled before a first result; nothing was added.")
             return
         if isinstance(res, C.Failed):
+            L.remove_run(self.viewer, job.run_id)
             self.status.setText("failed")
             C.error(res.message)
             return
         pred, meta, table = res.prediction, res.meta, res.table
         from ..counts import count_interval
-        from ..session import Session
 
-        names = [g["name"] for g in job.layers]
-        meta.update(image_name=job.image_name, source_layers=job.layers)
-        session = Session.from_prediction(pred, job.image_name, job.image, image_source=job.source,
-                                          channel_names=names, meta=meta)
-        self._replace_results(session, job, table)
+        session = self._session(job, pred, meta)
+        labels = L.show(self.viewer, session, job, final=True, table=table)
+        self._bind_docks(labels)
         n = pred.n_instances
         count = count_interval(meta["count_inputs"]).text()
-        self.status.setText(f"{job.image_name}: {n} instances, {count}, {len(session.default_items())} suspected errors, "
-                            f"{len(pred.peaks)} uncertainty peaks "
-                            f"({meta['seconds']:.1f} s, {job.draws} draws on {job.device})")
+        held = (f"cancelled: kept the result of {meta['draws']} of {job.draws} draws"
+                + (" (mean network only, no uncertainty)" if meta["draws"] == 0 else "") + ". ") if res.cancelled else ""
+        self.status.setText(f"{held}{job.image_name}: {n} instances, {count}, {len(session.default_items())} suspected "
+                            f"errors, {len(pred.peaks)} uncertainty peaks "
+                            f"({meta['seconds']:.1f} s, {meta['draws']} draws on {job.device})")
         self.finished.emit(session)
         from ._training import TrainingWidget
 
@@ -348,32 +371,16 @@ class InferenceWidget(QWidget):
         if training is not None:
             training.on_new_session(session)
 
-    def _replace_results(self, session: Any, job: Job, table: dict | None = None) -> None:
-        """Add the result layers; drop earlier untouched results of the same image, keep edited
-        ones (hidden, renamed with their time) so a re-run never discards corrections."""
-        from .._layers import session_layer_data
-
-        stamp = time.strftime("%H:%M:%S")
-        for layer in list(C.layers_with(self.viewer, "probseg_image_name", job.image_name)):
-            sid = layer.metadata.get("probseg_session_id")
-            old = next((l.metadata["probseg_session"] for l in C.session_labels_layers(self.viewer)
-                        if l.metadata.get("probseg_session_id") == sid), None)
-            if sid and (old is None or not (old.history or old.n_reviewed)):
-                self.viewer.layers.remove(layer)
-            elif sid:
-                layer.visible = False
-                if "(before " not in layer.name:
-                    layer.name = f"{layer.name} (before {stamp})"
-        geo = {"scale": job.layers[0]["scale"], "translate": job.layers[0]["translate"]}
-        for data, kwargs, kind in session_layer_data(session, images=False, **geo):
-            layer = getattr(self.viewer, f"add_{kind}")(data, **kwargs)
-            if kind == "labels" and table is not None:
-                set_layer_features(layer, table)  # hover shows the worm's measurements
+    def _bind_docks(self, labels: Any) -> None:
+        """Proofreading follows the new session (opened if closed), Measure refreshes."""
         from ._measure import MeasureWidget
         from ._proofreading import ProofreadingWidget
 
-        if C.docked(self.viewer, ProofreadingWidget) is None:
-            C.open_dock(self.viewer, "Proofreading")
+        proof = C.docked(self.viewer, ProofreadingWidget)
+        if proof is None:
+            C.open_dock(self.viewer, "Proofreading")  # binds to the newest session on opening
+        elif proof.labels_layer is not labels or proof.session is not labels.metadata["probseg_session"]:
+            proof.bind(labels)
         measure = C.docked(self.viewer, MeasureWidget)
         if measure is not None:
             measure._refresh()

@@ -1,0 +1,271 @@
+"""Images of any size in bounded memory (issue 17): tiled inference, instances stitched across tiles.
+
+The image is validated and normalised once as a whole (``prepare_input``: the same
+percentiles as an untiled run), then cut into a grid of cores of about ``tile`` pixels.
+Each core is segmented in a window grown by ``margin`` on every side, by predict's own
+path (``inference.updates_from_input``: mean network, MC draws, agglomeration).  A window's
+instance is kept by the tile whose core holds its centre (probability-weighted centroid);
+with ``MARGIN`` = 224 px (half the longest BBBC010 worm, 78 px, plus the U-Net's reach of
+~107 px around a pixel), such a worm lies whole inside the window and beyond the reach of
+the window's cut.  Two tiles that kept the
+same worm (its centre on their border) are matched by IoU and one copy stays.
+
+Nothing full-size is held per draw or per instance: the draws of one window at a time,
+and each kept instance as its probabilities inside its box.  The full-size outputs are the
+entropy and the label image; ``check_memory`` refuses, before any compute, an image whose
+outputs and input would not fit in the memory available.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .checkpoint import PostprocessConfig
+from .inference import Prediction, _settings, prepare_input, updates_from_input
+from .masks import grown_window
+from .model import UNet
+from .peaks import PATCH, Peak, uncertainty_peaks
+from .uncertainty_metrics import bernoulli_entropy, peak_patches
+from .validation import InputError, OptionError
+
+TILE = 1024  # core side (pixels)
+MARGIN = 224  # context on every side of a core: half the longest BBBC010 worm (155 px) + the U-Net's reach (~107 px)
+SAME_WORM_IOU = 0.5  # two tiles' copies of one worm overlap at least this much (p >= 0.5 masks)
+# bytes per pixel of the full-size arrays: normalised input (4 per channel), its normalisation
+# temporaries (8 per channel), entropy (4), labels (4), instance boxes (about 4: worms' boxes
+# cover a pixel about once)
+_BYTES_PER_PX = 12
+_FIXED_PER_PX = 12
+# working set of one window per pixel (one forward pass of the 19-filter U-Net in bf16 with
+# batch 1, embeddings and clustering); measured order of magnitude, see docs/benchmarks.md
+BYTES_PER_WINDOW_PX = 400
+
+
+@dataclass
+class Instance:
+    """One stitched instance: its probabilities inside its box of the image."""
+
+    y: int  # top-left of the box
+    x: int
+    probabilities: np.ndarray  # [h,w] float32
+    tile: int  # the tile that kept it
+
+    @property
+    def box(self) -> tuple[slice, slice]:
+        h, w = self.probabilities.shape
+        return slice(self.y, self.y + h), slice(self.x, self.x + w)
+
+
+@dataclass
+class TiledPrediction:
+    """``predict_tiled``'s result: sparse instances, full-size entropy, peaks."""
+
+    instances: list[Instance]
+    entropy: np.ndarray  # [H,W] float32, max over instances of the Bernoulli entropy
+    peaks: list[Peak]
+    binarize: float
+    tiles: int
+    truncated: int = 0  # kept instances cut by their window (a worm longer than the margin allows)
+    bf16: bool = False
+    device: str = "cpu"
+    draw_counts: list[int] = field(default_factory=list)  # instances per MC draw, summed over the tiles
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.entropy.shape)  # type: ignore[return-value]
+
+    @property
+    def n_instances(self) -> int:
+        """Instances with a binarised pixel (as ``Prediction.n_instances``)."""
+        return sum(bool((i.probabilities >= self.binarize).any()) for i in self.instances)
+
+    def labels(self) -> np.ndarray:
+        """Label image (0 = background, instance i -> i + 1; the later one wins where they overlap)."""
+        lab = np.zeros(self.shape, np.int32)
+        for k, inst in enumerate(self.instances):
+            lab[inst.box][inst.probabilities >= self.binarize] = k + 1
+        return lab
+
+    def to_prediction(self) -> Prediction:
+        """The dense ``Prediction`` ([N,H,W] arrays): for images whose dense outputs fit (tests, small mosaics)."""
+        probs = np.zeros((len(self.instances), *self.shape), np.float32)
+        for k, inst in enumerate(self.instances):
+            probs[k][inst.box] = inst.probabilities
+        return Prediction(probs, probs >= self.binarize, self.entropy, uncertainty_peaks(self.entropy, probs), [],
+                          self.binarize, bf16=self.bf16, device=self.device)
+
+
+def tile_grid(h: int, w: int, tile: int = TILE, margin: int = MARGIN) -> list[tuple[tuple[slice, slice], tuple[slice, slice]]]:
+    """(core, window) slices of each tile, row by row; cores split the image evenly, windows add ``margin``."""
+    ys = np.linspace(0, h, math.ceil(h / tile) + 1).round().astype(int)
+    xs = np.linspace(0, w, math.ceil(w / tile) + 1).round().astype(int)
+    out = []
+    for y0, y1 in zip(ys[:-1], ys[1:]):
+        for x0, x1 in zip(xs[:-1], xs[1:]):
+            core = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
+            win = (slice(max(int(y0) - margin, 0), min(int(y1) + margin, h)),
+                   slice(max(int(x0) - margin, 0), min(int(x1) + margin, w)))
+            out.append((core, win))
+    return out
+
+
+def available_bytes() -> int:
+    """Memory available to this process now (psutil when installed, else the free physical pages)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil is a napari dependency
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def estimate_bytes(h: int, w: int, channels: int, tile: int = TILE, margin: int = MARGIN) -> int:
+    """Bytes a tiled run of an ``h`` x ``w`` image needs: full-size arrays plus one window's working set."""
+    win = min(h, tile + 2 * margin) * min(w, tile + 2 * margin)
+    return int(h * w * (_BYTES_PER_PX * channels + _FIXED_PER_PX) + win * BYTES_PER_WINDOW_PX)
+
+
+def check_memory(h: int, w: int, channels: int, tile: int = TILE, margin: int = MARGIN,
+                 available: int | None = None) -> None:
+    """Refuse, before any compute, an image whose outputs would not fit in the memory available."""
+    need = estimate_bytes(h, w, channels, tile, margin)
+    have = available_bytes() if available is None else available
+    if need > have:
+        raise InputError(f"image of {h}x{w} pixels needs about {need / 2**30:.1f} GiB for its outputs, more than "
+                         f"the {have / 2**30:.1f} GiB of memory available: crop or downscale it, or free memory")
+
+
+def predict_tiled(
+    model: UNet,
+    image: np.ndarray,
+    post: PostprocessConfig | None = None,
+    draws: int | None = None,
+    binarize: float | None = None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    tile: int = TILE,
+    margin: int = MARGIN,
+    batch: int | None = None,
+    seeded: bool = False,
+) -> TiledPrediction:
+    """Raw image [C,H,W] of any size -> stitched instances, entropy and peaks, tile by tile.
+
+    ``progress(done, total)`` counts tiles; ``should_stop()`` is checked before every draw of
+    every tile (raises ``inference.Cancelled``).  Every window uses the same ``seed``.
+    """
+    post, draws, binarize = _settings(post, draws, binarize)
+    if tile < 2 * model.cell or margin < 0:
+        raise OptionError(f"tile {tile} and margin {margin}: the tile must be at least {2 * model.cell} pixels "
+                          "and the margin at least 0")
+    h, w = np.shape(image)[-2:]
+    check_memory(h, w, model.cfg.in_channels, tile, margin)
+    x = prepare_input(image, model)
+    grid = tile_grid(h, w, tile, margin)
+    kept: list[Instance] = []
+    truncated, counts, info = 0, [0] * draws, {}
+    for t, (core, win) in enumerate(grid):
+        pred = deque(updates_from_input(model, x[:, win[0], win[1]], post, draws, binarize, device, seed, should_stop,
+                                        batch=batch, seeded=seeded, first=False), maxlen=1)[0].prediction()
+        info = {"bf16": pred.bf16, "device": pred.device}
+        for p in pred.probabilities:
+            inst = _keep(p, core, win, (h, w), t)
+            if inst is None:
+                continue
+            truncated += inst[1]
+            kept.append(inst[0])
+        # a draw's instances whose centre is in this core (the count interval's per-draw spread)
+        for d, stack in enumerate(pred.draws):
+            counts[d] += sum(_centre_in(m.astype(np.float32), win, core) for m in stack)
+        if progress is not None:
+            progress(t + 1, len(grid))
+    kept = _dedupe(kept)
+    entropy = np.zeros((h, w), np.float32)
+    for inst in kept:
+        region = entropy[inst.box]
+        np.maximum(region, bernoulli_entropy(inst.probabilities).astype(np.float32), out=region)
+    return TiledPrediction(kept, entropy, sparse_peaks(entropy, kept), binarize, len(grid), truncated,
+                           draw_counts=counts, **info)
+
+
+def _centre_in(p: np.ndarray, win: tuple[slice, slice], core: tuple[slice, slice]) -> bool:
+    """Whether the probability-weighted centroid of ``p`` (window coordinates) lies in ``core``."""
+    mass = p.sum()
+    if mass <= 0:
+        return False
+    cy = float((p.sum(1) * np.arange(p.shape[0])).sum() / mass) + win[0].start
+    cx = float((p.sum(0) * np.arange(p.shape[1])).sum() / mass) + win[1].start
+    return core[0].start <= cy < core[0].stop and core[1].start <= cx < core[1].stop
+
+
+def _keep(p: np.ndarray, core, win, shape: tuple[int, int], tile: int) -> tuple[Instance, bool] | None:
+    """The window's instance ``p`` cropped to its box, if its centre is in ``core``; and whether
+    the window's cut (an edge inside the image) crosses it."""
+    if not _centre_in(p, win, core):
+        return None
+    rows, cols = np.flatnonzero(p.any(1)), np.flatnonzero(p.any(0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    cut = ((r0 == 0 and win[0].start > 0) or (r1 == p.shape[0] and win[0].stop < shape[0])
+           or (c0 == 0 and win[1].start > 0) or (c1 == p.shape[1] and win[1].stop < shape[1]))
+    crop = np.ascontiguousarray(p[r0:r1, c0:c1], dtype=np.float32)
+    return Instance(int(win[0].start + r0), int(win[1].start + c0), crop, tile), bool(cut)
+
+
+def _dedupe(kept: list[Instance]) -> list[Instance]:
+    """Drop the smaller copy of a worm kept by two tiles (IoU of the p >= 0.5 masks >= SAME_WORM_IOU)."""
+    if len(kept) < 2:
+        return kept
+    boxes = np.array([[i.y, i.x, i.y + i.probabilities.shape[0], i.x + i.probabilities.shape[1]] for i in kept])
+    tiles = np.array([i.tile for i in kept])
+    mass = np.array([float(i.probabilities.sum()) for i in kept])
+    dropped = np.zeros(len(kept), bool)
+    for a in np.argsort(-mass, kind="stable"):
+        if dropped[a]:
+            continue
+        b0, b1 = np.maximum(boxes[:, :2], boxes[a, :2]), np.minimum(boxes[:, 2:], boxes[a, 2:])
+        near = np.flatnonzero((b0 < b1).all(1) & (tiles != tiles[a]) & ~dropped)
+        for b in near:
+            if _box_iou(kept[a], kept[b]) >= SAME_WORM_IOU:
+                dropped[b] = True
+    return [i for i, d in zip(kept, dropped) if not d]
+
+
+def _box_iou(a: Instance, b: Instance) -> float:
+    """IoU of the p >= 0.5 masks of two instances, on the box around both."""
+    y0, x0 = min(a.y, b.y), min(a.x, b.x)
+    y1 = max(a.y + a.probabilities.shape[0], b.y + b.probabilities.shape[0])
+    x1 = max(a.x + a.probabilities.shape[1], b.x + b.probabilities.shape[1])
+    ma, mb = np.zeros((y1 - y0, x1 - x0), bool), np.zeros((y1 - y0, x1 - x0), bool)
+    for m, i in ((ma, a), (mb, b)):
+        m[i.y - y0: i.y - y0 + i.probabilities.shape[0], i.x - x0: i.x - x0 + i.probabilities.shape[1]] = \
+            i.probabilities >= 0.5
+    union = (ma | mb).sum()
+    return float((ma & mb).sum() / union) if union else 0.0
+
+
+def sparse_peaks(entropy: np.ndarray, instances: list[Instance]) -> list[Peak]:
+    """``peaks.uncertainty_peaks`` on sparse instances: the same peaks and touched instances."""
+    if not instances:
+        return [Peak(s, y, x, []) for s, y, x in peak_patches(entropy, None, PATCH)]
+    boxes = np.array([[i.y, i.x, i.y + i.probabilities.shape[0], i.x + i.probabilities.shape[1]] for i in instances])
+    out = []
+    for score, y, x in peak_patches(entropy, None, PATCH):
+        wy, wx = grown_window(y, x, PATCH, entropy.shape)
+        near = np.flatnonzero((boxes[:, 0] < wy.stop) & (boxes[:, 2] > wy.start)
+                              & (boxes[:, 1] < wx.stop) & (boxes[:, 3] > wx.start))
+        touched = []
+        for k in near:
+            i = instances[k]
+            sub = i.probabilities[max(wy.start - i.y, 0): wy.stop - i.y, max(wx.start - i.x, 0): wx.stop - i.x]
+            if (sub > 0).any():
+                touched.append(int(k))
+        out.append(Peak(score, y, x, touched))
+    return out
