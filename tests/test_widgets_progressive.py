@@ -51,7 +51,7 @@ def test_first_result_on_screen_before_the_worker_ends_then_refined_in_place(mak
     assert len([l for l in viewer.layers if l.metadata.get("probseg_role") == "labels"]) == 1
     sess = final.metadata["probseg_session"]
     assert "probseg_preview" not in final.metadata and final.editable and sess.meta["draws"] == 4
-    assert viewer.layers["C10 entropy"].data.max() > 0  # the draws brought uncertainty
+    assert viewer.layers["C10 uncertainty (entropy)"].data.max() > 0  # the draws brought uncertainty
     assert docked(viewer, ProofreadingWidget).session is sess
     assert "4 draws" in w.status.text() and "instances" in w.status.text()
 
