@@ -70,3 +70,20 @@ def test_cancel_keeps_what_has_arrived(make_napari_viewer, qtbot, notes):  # noq
     assert w.status.text().startswith(f"cancelled: kept the result of {held} of 40 draws")
     assert docked(viewer, ProofreadingWidget).session is sess
     assert w.run_button.isEnabled()
+
+
+def test_worm_width_resamples_for_the_model_and_results_stay_in_the_users_pixels(make_napari_viewer, qtbot, notes):  # noqa: F811
+    viewer = make_napari_viewer(show=True)
+    w = segment_dock(viewer, draws=2)
+    w.worm_width.setText("wide")
+    assert w.run() is None and any("Worm width" in n for n in errors(notes))  # refused before any compute
+    notes.clear()
+    w.worm_width.setText("13")  # worms drawn wider than trained: shrunk x0.66 for the network
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120000)
+    assert not errors(notes)
+    labels = viewer.layers["C10 labels"]
+    assert labels.data.shape == viewer.layers[0].data.shape[-2:]  # the user's pixels, not the network's
+    meta = labels.metadata["probseg_session"].meta
+    assert meta["worm_width_mode"] == "given" and abs(meta["scale_factor"] - 8.6 / 13) < 0.02
+    assert "resampled x0.66" in w.status.text()

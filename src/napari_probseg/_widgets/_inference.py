@@ -90,6 +90,9 @@ class InferenceWidget(QWidget):
         self.binarize = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=0.75)
         self.binarize.setToolTip("probability at which a pixel belongs to a worm (the model's own value is preset)")
         self.seed = C.int_box("seed", 0)
+        self.worm_width = QLineEdit("auto", toolTip="Typical worm width in pixels: the image is resampled so its worms "
+                                    "are as wide as the model's training worms (8.6 px). 'auto' estimates it from the "
+                                    "image, 'off' segments at the image's own scale.")
         self.min_size = C.int_box("min_size", 50, suffix=" px")
         self.min_size.setToolTip("Objects smaller than this are dropped. Each model brings its own value "
                                  "(the BBBC010 models: fragments smaller than a whole adult worm); lower it "
@@ -105,6 +108,7 @@ class InferenceWidget(QWidget):
         form.addRow("Binarise at", self.binarize)
         form.addRow("Seed", self.seed)
         form.addRow("Smallest object", self.min_size)
+        form.addRow("Worm width (px)", self.worm_width)
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
         self.cancel_button = QPushButton("Cancel")
@@ -232,6 +236,7 @@ class InferenceWidget(QWidget):
     def _capture(self) -> Job | None:
         """Check the chosen layers and copy their data; None (after a notification) if unusable."""
         from ..data import InputError, validate_model_image
+        from ..scale import parse_worm_width
         from ..train import pick_device
         from ..validation import check
 
@@ -272,6 +277,7 @@ class InferenceWidget(QWidget):
                               ("min_size", self.min_size)):
                 check(name, box.value(), name.replace("_", " "))
             device = str(pick_device(self.device.currentText()))
+            width = parse_worm_width(self.worm_width.text(), "Worm width")
         except (InputError, ValueError) as exc:
             C.error(str(exc))
             return None
@@ -280,7 +286,7 @@ class InferenceWidget(QWidget):
         src = md.get("probseg_source") or str(getattr(layers[0].source, "path", "") or "")
         geo = [{"name": l.name, "id": str(l.unique_id), "scale": tuple(l.scale), "translate": tuple(l.translate)} for l in layers]
         return Job(self.model_spec(), image, name, src, geo, device, self.draws.value(), self.binarize.value(), self.seed.value(),
-                   self.min_size.value())
+                   self.min_size.value(), worm_width=width)
 
     # ---- run -----------------------------------------------------------------------
     def run(self) -> Any:
@@ -363,7 +369,7 @@ class InferenceWidget(QWidget):
                 + (" (mean network only, no uncertainty)" if meta["draws"] == 0 else "") + ". ") if res.cancelled else ""
         self.status.setText(f"{held}{job.image_name}: {n} instances, {count}, {len(session.default_items())} suspected "
                             f"errors, {len(pred.peaks)} uncertainty peaks "
-                            f"({meta['seconds']:.1f} s, {meta['draws']} draws on {job.device})")
+                            f"({meta['seconds']:.1f} s, {meta['draws']} draws on {job.device}); {meta['scale_text']}")
         self.finished.emit(session)
         from ._training import TrainingWidget
 

@@ -37,6 +37,7 @@ class Job:
     binarize: float  # probability at which an instance mask is cut
     seed: int
     min_size: int = 50  # pixels: smaller clusters are dropped
+    worm_width: float | str = "off"  # px, "auto" (estimated) or "off": the image is resampled to the training width
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # tags this run's layers
 
 
@@ -71,24 +72,31 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
     from ..data import InputError
     from ..inference import Cancelled, predict_progressive
     from ..models import load_model
+    from ..scale import choose_scale, prediction_to_shape, resample_image
 
     t0 = time.perf_counter()
     last, lm = None, None
     try:
         lm = load_model(job.model, job.device)
         lm.postprocess = replace(lm.postprocess, min_size=job.min_size)
+        scale = choose_scale(lm.model, job.image, job.worm_width, job.device, stop.is_set)
+        image = job.image if scale.factor == 1.0 else resample_image(job.image, scale.factor)
+
+        def mapped(pred: Any) -> Any:  # results in the user's pixels
+            return pred if scale.factor == 1.0 else prediction_to_shape(pred, job.image.shape[-2:])
+
         shown = -float("inf")
-        for last in predict_progressive(lm.model, job.image, lm.postprocess, job.draws, binarize=job.binarize,
+        for last in predict_progressive(lm.model, image, lm.postprocess, job.draws, binarize=job.binarize,
                                         device=job.device, seed=job.seed, should_stop=stop.is_set):
             relay.progress.emit(last.done, last.total)
             if not last.final and (last.done == 0 or time.perf_counter() - shown >= REFRESH_S):
-                pred = last.prediction()
+                pred = mapped(last.prediction())
                 pred.review_items(show_all=True)  # cached on the prediction: the GUI thread only reads it
                 yield Partial(pred, last.done, last.total)
                 shown = time.perf_counter()
-        return finish(job, lm, last, t0)
+        return finish(job, lm, mapped(last.prediction()), t0, scale, last.done)
     except Cancelled:
-        return C.Cancelled() if last is None else finish(job, lm, last, t0, cancelled=True)
+        return C.Cancelled() if last is None else finish(job, lm, mapped(last.prediction()), t0, scale, last.done, True)
     except (CheckpointError, InputError, ValueError, RuntimeError, OSError) as exc:
         C.log.exception("inference failed")
         return C.Failed(f"Inference failed: {exc}")
@@ -97,16 +105,17 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
             torch.cuda.empty_cache()
 
 
-def finish(job: Job, lm: Any, update: Any, t0: float, cancelled: bool = False) -> Segmented:
-    """The result of ``update`` (``inference.Update``) with its measurements and provenance."""
+def finish(job: Job, lm: Any, pred: Any, t0: float, scale: Any, done: int | None = None,
+           cancelled: bool = False) -> Segmented:
+    """``pred`` (in the user's pixels, after ``done`` draws) with its measurements and provenance."""
     from ..counts import count_inputs
     from ..measurements import input_tags, measure_prediction
 
-    pred = update.prediction()
     table = measure_prediction(pred, job.image, input_tags(len(job.image), lm.model.cfg.in_channels))
-    meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": update.done,
+    meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": job.draws if done is None else done,
             "draws_asked": job.draws, "binarize": job.binarize, "seed": job.seed, "device": job.device,
             "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - t0,
-            "count_inputs": count_inputs(pred.probabilities, pred.instances, pred.draw_counts)}
+            "count_inputs": count_inputs(pred.probabilities, pred.instances, pred.draw_counts),
+            **scale.as_meta(), "scale_text": scale.describe("set Worm width to override")}
     return Segmented(pred, meta, table, cancelled)
