@@ -226,21 +226,32 @@ def choose_scale(model: UNet, image: np.ndarray, worm_width_px: float | str | No
     return ScaleInfo(width, estimated, 1.0 if abs(factor - 1) < TOLERANCE else factor, mode)
 
 
+def network_view(model: UNet, image: np.ndarray, worm_width_px: float | str | None = "auto",
+                 device: torch.device | str = "cpu", should_stop: Callable[[], bool] | None = None):
+    """(ScaleInfo, the image at the network's scale, a function mapping a Prediction of it back).
+
+    One recipe for ``segment_at_width`` and the Segment dock, which maps each progressive
+    update back as it arrives.
+    """
+    info = choose_scale(model, image, worm_width_px, device, should_stop)
+    if info.factor == 1.0:
+        return info, image, lambda pred: pred
+    shape = np.asarray(image).shape[-2:]
+    return info, resample_image(image, info.factor), lambda pred: prediction_to_shape(pred, shape)
+
+
 def segment_at_width(model: UNet, image: np.ndarray, post: PostprocessConfig | None = None,
                      worm_width_px: float | str | None = "auto", **predict_kwargs):
     """``inference.predict`` at the network's scale, results in the user's pixels.
 
     ``worm_width_px``: a width in pixels, 'auto' or None (estimated), or 'off' (the image's
-    own scale).  Returns (Prediction, ScaleInfo); the widget, CLI, batch and evaluation call this.
+    own scale).  Returns (Prediction, ScaleInfo); the CLI, batch and evaluation call this.
     """
     from .inference import predict
 
-    device = predict_kwargs.get("device", "cpu")
-    info = choose_scale(model, image, worm_width_px, device, predict_kwargs.get("should_stop"))
-    if info.factor == 1.0:
-        return predict(model, image, post, **predict_kwargs), info
-    pred = predict(model, resample_image(image, info.factor), post, **predict_kwargs)
-    return prediction_to_shape(pred, np.asarray(image).shape[-2:]), info
+    info, view, back = network_view(model, image, worm_width_px, predict_kwargs.get("device", "cpu"),
+                                    predict_kwargs.get("should_stop"))
+    return back(predict(model, view, post, **predict_kwargs)), info
 
 
 def prediction_to_shape(pred, shape: tuple[int, int]):

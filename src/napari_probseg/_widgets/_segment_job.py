@@ -72,19 +72,14 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
     from ..data import InputError
     from ..inference import Cancelled, predict_progressive
     from ..models import load_model
-    from ..scale import choose_scale, prediction_to_shape, resample_image
+    from ..scale import network_view
 
     t0 = time.perf_counter()
     last, lm = None, None
     try:
         lm = load_model(job.model, job.device)
         lm.postprocess = replace(lm.postprocess, min_size=job.min_size)
-        scale = choose_scale(lm.model, job.image, job.worm_width, job.device, stop.is_set)
-        image = job.image if scale.factor == 1.0 else resample_image(job.image, scale.factor)
-
-        def mapped(pred: Any) -> Any:  # results in the user's pixels
-            return pred if scale.factor == 1.0 else prediction_to_shape(pred, job.image.shape[-2:])
-
+        scale, image, mapped = network_view(lm.model, job.image, job.worm_width, job.device, stop.is_set)
         shown = -float("inf")
         for last in predict_progressive(lm.model, image, lm.postprocess, job.draws, binarize=job.binarize,
                                         device=job.device, seed=job.seed, should_stop=stop.is_set):
@@ -105,14 +100,13 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
             torch.cuda.empty_cache()
 
 
-def finish(job: Job, lm: Any, pred: Any, t0: float, scale: Any, done: int | None = None,
-           cancelled: bool = False) -> Segmented:
+def finish(job: Job, lm: Any, pred: Any, t0: float, scale: Any, done: int, cancelled: bool = False) -> Segmented:
     """``pred`` (in the user's pixels, after ``done`` draws) with its measurements and provenance."""
     from ..counts import count_inputs
     from ..measurements import input_tags, measure_prediction
 
     table = measure_prediction(pred, job.image, input_tags(len(job.image), lm.model.cfg.in_channels))
-    meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": job.draws if done is None else done,
+    meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": done,
             "draws_asked": job.draws, "binarize": job.binarize, "seed": job.seed, "device": job.device,
             "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - t0,
