@@ -15,32 +15,19 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari.utils.notifications import Notification, notification_manager  # noqa: E402
 from qtpy.QtCore import QPoint, Qt  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from napari_probseg import autosave as A  # noqa: E402
 from napari_probseg import session as S  # noqa: E402
 from napari_probseg.inference import Prediction, bernoulli_entropy, uncertainty_peaks  # noqa: E402
 from napari_probseg.sample_data import load_sample  # noqa: E402
+
+from .test_widgets import _autosave_in_tmp, errors, notes  # noqa: E402, F401 (fixtures: autosave in tmp, notifications)
 
 pytestmark = pytest.mark.gui
 MISSED, CROSSED = 0, 14  # ground-truth worm 0 (never binarised) crosses worm 13 = label 14
 
 
-@pytest.fixture(autouse=True)
-def _autosave_in_tmp(tmp_path: Path, monkeypatch) -> Path:
-    d = tmp_path / "autosave"
-    monkeypatch.setenv(A.AUTOSAVE_ENV, str(d))
-    return d
-
-
-@pytest.fixture
-def notes():
-    got: list[Notification] = []
-    notification_manager.notification_ready.connect(got.append)
-    yield got
-    notification_manager.notification_ready.disconnect(got.append)
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +78,7 @@ def actions(dock) -> list[str]:
     return [h["action"] for h in dock.session.history]
 
 
-def errors(notes) -> list[str]:
-    assert all(type(n) is Notification for n in notes), [type(n) for n in notes]
-    return [str(n.message) for n in notes if n.severity == "error"]
-
-
-def test_missed_worm_is_added_with_one_key_and_undone(make_napari_viewer, qtbot, c10_file, notes):
+def test_missed_worm_is_added_with_one_key_and_undone(make_napari_viewer, qtbot, c10_file, notes):  # noqa: F811
     path, gt = c10_file
     viewer = make_napari_viewer(show=True)
     dock = open_session(viewer, path)
@@ -135,7 +117,7 @@ def test_missed_worm_is_added_with_one_key_and_undone(make_napari_viewer, qtbot,
     assert not errors(notes)
 
 
-def test_click_select_merge_split_erase_add_and_undo(make_napari_viewer, qtbot, c10_file, notes):
+def test_click_select_merge_split_erase_add_and_undo(make_napari_viewer, qtbot, c10_file, notes):  # noqa: F811
     path, gt = c10_file
     viewer = make_napari_viewer(show=True)
     dock = open_session(viewer, path)
@@ -194,7 +176,7 @@ def test_click_select_merge_split_erase_add_and_undo(make_napari_viewer, qtbot, 
     assert dock.session.history[0]["by"] == "click" and not errors(notes)
 
 
-def test_closing_a_session_leaves_an_empty_dock(make_napari_viewer, qtbot, c10_file, notes):
+def test_closing_a_session_leaves_an_empty_dock(make_napari_viewer, qtbot, c10_file, notes):  # noqa: F811
     path, _ = c10_file
     viewer = make_napari_viewer(show=True)
     empty = viewer.window.add_plugin_dock_widget("napari-probseg", "Proofreading")[1]
