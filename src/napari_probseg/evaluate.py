@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import PostprocessConfig
-from .counts import count_inputs, evaluate_counts
+from .count_fit import evaluate_counts
+from .counts import count_inputs
 from .data import InputError, available_wells, default_data_dir, read_split
 from .devices import pick_device
 from .inference import PATCH, Prediction, uncertainty_peaks
