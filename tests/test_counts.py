@@ -4,15 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_probseg.count_evidence import end_branches
+from napari_probseg.count_fit import choose_calibration, count_errors, cross_fit, fit_calibration
 from napari_probseg.counts import (
     AREA_ESTIMATORS,
+    DEFAULT_CALIBRATION,
     Calibration,
-    choose_calibration,
-    count_errors,
     count_inputs,
     count_interval,
-    cross_fit,
-    fit_calibration,
+    instance_weights,
     phenotype_counts,
     point_estimate,
     spread,
@@ -41,7 +41,7 @@ def test_inputs_from_probability_maps():
     p[2, 8, 8] = 0.125  # seen in one of eight draws
     inp = count_inputs(p, p >= 0.75, [2, 2, 3, 2, 2, 1, 2, 2])
     assert inp["q"] == [1.0, 0.5, 0.125] and inp["binarised"] == [True, False, False]
-    assert inp["area"] == [40, 20, 0]
+    assert inp["area"] == [40, 20, 0] and inp["mean_p"] == [1.0, 0.5, 0.0] and inp["ends"][2] == []
     assert point_estimate(inp, "binarised") == 1
     assert point_estimate(inp, "expected") == 1.5  # the one-draw fragment is left out
     assert point_estimate(inp, "draws") == 2
@@ -121,3 +121,100 @@ def test_phenotype_counts_split_the_expected_count():
     assert ph["straight"].low <= ph["straight"].count <= ph["straight"].high
     none = phenotype_counts(inputs([], []), [], cal=Calibration("expected", 1.0, 0.5))
     assert none["straight"].count == 0 and none["curved"].count == 0
+
+
+# synthetic wells for the evidence estimator: worms are 8 px wide bars, 100 px long
+EVIDENCE = Calibration("evidence", 0.0, 0.0, 0.9, merge_ratio=1.5, max_multiplicity=2, end_widths=1.8,
+                       end_min_area=1.1, sub_weight="one", ragged_probability=0.75)
+
+
+def bar(shape, y, x, h, w, p=1.0):
+    m = np.zeros(shape, np.float32)
+    m[y:y + h, x:x + w] = p
+    return m
+
+
+def synthetic_well(extra=()):
+    """Eight single worms (horizontal bars) plus the ``extra`` probability maps."""
+    shape = (240, 360)
+    worms = [bar(shape, 10 + 28 * (k % 8), 10 if k < 8 else 200, 8, 100) for k in range(8)]
+    probs = np.stack(worms + [e for e in extra])
+    return probs, shape
+
+
+def test_end_branches_of_a_worm_and_of_a_crossing():
+    straight = bar((60, 160), 20, 20, 8, 100) > 0
+    ends = end_branches(straight)
+    assert len(ends) == 2 and min(ends) > 40  # one branch, end to end
+    plus = (bar((160, 160), 76, 30, 8, 100) + bar((160, 160), 30, 76, 100, 8)) > 0
+    ends = end_branches(plus)
+    assert len(ends) == 4 and min(ends) > 30  # two worms crossing: four long ends
+    assert end_branches(np.zeros((10, 10), bool)) == []
+
+
+def test_a_merged_pair_counts_two():
+    # two worms crossing in one instance (a plus, 1.9 x a worm's area) and a worm with another's arm (a T, 1.3 x)
+    probs, shape = synthetic_well()
+    cross = bar(shape, 150, 220, 8, 100) + bar(shape, 110, 266, 90, 8)
+    tee = np.minimum(bar(shape, 60, 200, 8, 100) + bar(shape, 68, 246, 30, 8), 1.0)
+    probs = np.concatenate([probs[:6], np.minimum(cross, 1.0)[None], tee[None]])
+    inp = count_inputs(probs, probs >= 0.75, [8] * 8)
+    assert point_estimate(inp, "binarised") == 8
+    weights = instance_weights(inp, EVIDENCE)
+    assert weights[:6].tolist() == [1.0] * 6 and weights[6] == 2 and weights[7] == 2
+    assert point_estimate(inp, "evidence", EVIDENCE) == 10
+    # the end-branch rule alone (area rule off) still sees the T, whose area (1.3 x) the area rule misses
+    ends_only = instance_weights(inp, Calibration("evidence", merge_ratio=0.0, end_widths=1.8, end_min_area=1.1))
+    area_only = instance_weights(inp, Calibration("evidence", merge_ratio=1.5, end_widths=0.0))
+    assert ends_only[7] == 2 and area_only[7] == 1 and area_only[6] == 2
+
+
+def test_fragments_do_not_add_a_worm():
+    shape = (240, 360)
+    fragment_one_draw = bar(shape, 200, 10, 8, 30, 1 / 8)  # seen in one draw of eight
+    fragment_faint = bar(shape, 200, 60, 8, 30, 0.375)  # three draws, never in half of them: no p >= 0.5 mask
+    rim = bar(shape, 230, 10, 6, 330, 0.625)  # a long ragged strip at the well's rim, found in 5 of 8 draws
+    probs, _ = synthetic_well([fragment_one_draw, fragment_faint, rim])
+    inp = count_inputs(probs, probs >= 0.75, [8, 9, 8, 8, 8, 10, 8, 8])
+    w = instance_weights(inp, EVIDENCE)
+    assert w[:8].tolist() == [1.0] * 8 and w[8:].tolist() == [0.0, 0.0, 0.0]
+    r = count_interval(inp, EVIDENCE)
+    assert r.count == 8
+    no_ragged = instance_weights(inp, Calibration("evidence", merge_ratio=0.0, sub_weight="one", ragged_probability=0.0))
+    assert no_ragged[10] == 1  # without the ragged rule the rim counts as a worm below the cut
+
+
+def test_a_clean_well_interval_holds_its_count():
+    probs, _ = synthetic_well()
+    inp = count_inputs(probs, probs >= 0.75, [8] * 8)
+    for cal in (DEFAULT_CALIBRATION, EVIDENCE):
+        r = count_interval(inp, cal)
+        assert r.low <= 8 <= r.high and r.count == 8 and r.high - r.low <= 3
+
+
+def test_inputs_saved_before_the_evidence_fall_back_to_the_area_rule():
+    old = inputs([1.0] * 5, [5] * 8, area=[1000, 1100, 950, 1050, 2100])
+    assert point_estimate(old, "evidence", DEFAULT_CALIBRATION) == 6  # the 2,100 px instance: two worms by area
+    assert count_interval(old, DEFAULT_CALIBRATION).count == 6
+
+
+def test_phenotype_counts_keep_the_evidence_weights():
+    probs, shape = synthetic_well()
+    cross = np.minimum(bar(shape, 150, 220, 8, 100) + bar(shape, 110, 266, 90, 8), 1.0)
+    probs = np.concatenate([probs[:6], cross[None]])
+    inp = count_inputs(probs, probs >= 0.75, [7] * 8)
+    ph = phenotype_counts(inp, [True] * 6 + [False], cal=EVIDENCE)
+    assert ph["straight"].count == 6 and ph["curved"].count == 2  # the crossing is two worms in its class too
+
+
+def test_choice_prefers_the_evidence_when_merges_hide_from_the_area():
+    # wells whose merged instances are worms with another's arm attached (1.3 x a worm's area)
+    probs, shape = synthetic_well()
+    tee = np.minimum(bar(shape, 60, 200, 8, 100) + bar(shape, 68, 246, 30, 8), 1.0)
+    base = count_inputs(probs, probs >= 0.75, [8] * 8)
+    merged = count_inputs(np.concatenate([probs[:7], tee[None]]), np.concatenate([probs[:7], tee[None]]) >= 0.75, [8] * 8)
+    ins = [merged if k % 2 else base for k in range(12)]
+    truth = [9 if k % 2 else 8 for k in range(12)]
+    cal = choose_calibration(ins, truth)
+    assert cal.estimator == "evidence" and cal.end_widths > 0
+    assert count_errors([count_interval(i, cal) for i in ins], truth)["mae"] == 0

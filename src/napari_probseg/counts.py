@@ -59,10 +59,11 @@ class Calibration:
         return asdict(self)
 
 
-# Shipped for bbbc010-concrete v4: choose_calibration on all 47 test wells (scripts/count_calibration.py on
-# eval/bbbc010-concrete/metrics.json); the folds chose expected_area (ratio 1.5, cap 2, bias +0.38, sigma0 0.40)
-# and binarised (ratio 1.6, no cap, bias 0, sigma0 0.75): 2-fold MAE 0.98, coverage 87%, width 2.2 (docs/measurements.md).
-DEFAULT_CALIBRATION = Calibration("expected_area", bias=0.25, sigma0=0.9, level=0.9, merge_ratio=1.5, max_multiplicity=2)
+# Shipped for bbbc010-concrete v4: count_fit.choose_calibration on all 47 test wells (scripts/count_calibration.py on
+# eval/bbbc010-concrete/metrics.json); by the 2-fold protocol (the folds chose evidence, ratio 1.5 + ends 1.2 widths,
+# and evidence, ends 3.0 widths): MAE 0.57, coverage 94%, width 2.6 (docs/measurements.md).
+DEFAULT_CALIBRATION = Calibration("evidence", bias=0.0, sigma0=0.65, level=0.9, merge_ratio=1.5, max_multiplicity=2,
+                                  end_widths=1.2, end_min_area=1.1, sub_weight="one", ragged_probability=0.75)
 
 
 @dataclass
