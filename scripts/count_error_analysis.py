@@ -57,7 +57,8 @@ def main() -> None:
         err_bin.append(n_bin - len(gt)), err_ev.append(n_ev - len(gt))
         tally["unseen"] += unseen
         notes = []
-        for i in np.flatnonzero((held != kept) | (np.round(w) != held)):
+        below = ~kept & (np.asarray(inp["area"]) > 0)
+        for i in np.flatnonzero((held != kept) | (np.round(w) != held) | below):
             if kept[i]:
                 kind = "merge" if held[i] >= 2 else "extra" if held[i] == 0 else "one worm weighed wrong"
             else:
