@@ -15,7 +15,7 @@ survives binarisation, its area, and each draw's instance count.  Point estimate
 - ``expected_area``: ``expected`` with the area multiplicity of ``binarised_area``;
 - ``draws``: the median of the per-draw instance counts.
 - ``evidence``: each instance weighed by its own evidence (``count_evidence``): merges
-  (twice the median area, or three or more long skeleton end branches) count 2, instances
+  (``merge_ratio`` x the median area, or three or more long skeleton end branches) count 2, instances
   below the cut count q or 1, ragged strips (long, low mean probability) and one-draw
   fragments 0; which rules apply and their thresholds are part of the calibration.
 
