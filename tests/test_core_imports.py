@@ -1,10 +1,12 @@
 """The headless core must load without Qt or napari (CLI, batch workers, servers)."""
 import subprocess
 import sys
+from pathlib import Path
 
-CORE = ("atomic", "batch", "batch_markers", "checkpoint", "cli", "counts", "data", "devices", "evaluate", "inference",
-        "losses", "masks", "measurements", "metrics", "model", "models", "outputs", "postprocess", "review",
-        "review_metrics", "scale", "train", "tuning", "uncertainty_metrics", "validation", "wellbank")
+import napari_probseg
+
+# every public module of the package (the ones with a leading underscore are the napari side)
+CORE = tuple(sorted(p.stem for p in Path(napari_probseg.__file__).parent.glob("*.py") if not p.stem.startswith("_")))
 
 
 def test_core_modules_import_neither_qt_nor_napari():
