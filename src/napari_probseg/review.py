@@ -41,7 +41,7 @@ CSV_FIELDS = ["rank", "y", "x", "kind", "score", "instances", "fix", "area", "de
 # the top 5 / 10 held out; the disputed mass: 74% / 87%), refitted on all 47 wells (docs/review.md).
 SHIPPED_SCORING = "model"
 SHIPPED_WEIGHTS: tuple[float, ...] = (0.12919, 0.95256, 2.53581, -0.0163, 7.63059, 10.3328, -0.08192, -1.83383,
-                                       6.58518, 0.0, 3.08535, 4.29084)
+                                       6.58518, 0.0, 3.08535, 4.29084, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 SHIPPED_INTERCEPT = -18.60369
 SHIPPED_MIN_SCORE = 10.0
 
@@ -63,6 +63,7 @@ class ReviewConfig:
     outline_weight: float = 1.0  # weight of the outline mass against the regions'
     outline_window: int = 15  # px: an outline points at the densest window of this side
     merge_parts: bool = True  # parts that name the same instance are one item
+    max_group: int = 3  # a region group of more instances gives one part per instance (a clump of worms)
     scoring: str = SHIPPED_SCORING  # "model" (logistic over FEATURES) or "mass"
     weights: tuple[float, ...] = SHIPPED_WEIGHTS
     intercept: float = SHIPPED_INTERCEPT
