@@ -33,6 +33,7 @@ FEATURES = (
     "log_length_max",  # longest log(skeleton length / median): two worms end to end
     "log_width_max",  # widest log(area / length, against the median): two worms side by side
 )
+BASE_FEATURES = FEATURES[:12]  # disagreement, size and contact (the rule before the shape features)
 
 
 def instance_stats(prob: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
@@ -65,8 +66,8 @@ def _soft_iou(flat: np.ndarray, threshold: float) -> np.ndarray:
 
     An instance that never reaches ``threshold`` is cut at half its peak (as the fixes cut it).
     """
-    level = np.minimum(threshold, 0.5 * flat.max(1, keepdims=True))
-    b = flat >= np.maximum(level, 1e-6)
+    peak = flat.max(1, keepdims=True)
+    b = flat >= np.maximum(np.where(peak >= threshold, threshold, 0.5 * peak), 1e-6)
     inside = np.where(b, flat, 0.0).sum(1)
     outside = np.where(b, 0.0, flat).sum(1)
     return inside / np.maximum(b.sum(1) + outside, 1e-6)
@@ -76,7 +77,8 @@ def _shape(p: np.ndarray, threshold: float) -> tuple[float, float, float, float]
     """Skeleton endpoints, branch points, length (skeleton pixels) and area of the cut mask."""
     from skimage.morphology import skeletonize
 
-    level = max(min(threshold, 0.5 * float(p.max())), 1e-6)
+    peak = float(p.max())
+    level = max(threshold if peak >= threshold else 0.5 * peak, 1e-6)
     m = p >= level
     box = ndimage.find_objects(m.astype(np.int8))
     if not box or box[0] is None:
