@@ -8,7 +8,9 @@ holds its weights, ``review_fit`` fits them).  The geometry:
    with a disk of radius ``open_radius``: the 1-2 px bands along every outline disappear;
    connected worm-wide pieces of >= ``min_area`` pixels are *regions*.
 2. Regions of different instances that overlap or touch (within ``join_px``) are one group:
-   two instances competing for the same pixels.
+   two instances competing for the same pixels.  A group of more than ``max_group``
+   instances (a clump of worms) gives one part per instance instead, pointing at that
+   instance's own regions: one point for a clump shows only one of its errors.
 3. Each binarised instance also gets an outline part: its disputed pixels outside its
    regions, pointing at their densest ``outline_window`` square.
 4. Parts (groups and outlines) that share an instance are merged into **one candidate**: a
