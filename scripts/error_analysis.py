@@ -1,12 +1,15 @@
 """Where a model's BBBC010 precision goes: run after ``probseg evaluate`` on its output folder.
 
     python scripts/error_analysis.py eval/bbbc010-concrete
+    python scripts/error_analysis.py eval/bbbc010-concrete --review
 
 Why: avAP averages precision over IoU 0.5-0.95, so it falls either through false positives
 (fragments, merges) or through borders too loose for the high thresholds.  This prints the
 precision per IoU threshold, how matched worms miss (true pixels not predicted) or add
 pixels, how many of those lie on the one-pixel ring at the true border, and avAP for other
-binarisation cuts of the saved probabilities.  It reads ``predictions/*.npz`` (written by
+binarisation cuts of the saved probabilities.  ``--review``: the review list's errors
+instead (``review_errors``): per error, whether a candidate points at it and at which rank of
+the shipped list, with what the saved outputs show there.  It reads ``predictions/*.npz`` (written by
 the evaluation) and the ground truth from the data folder; it runs no network.
 """
 from __future__ import annotations
@@ -43,7 +46,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("eval_dir", type=Path, help="output folder of probseg evaluate (holds predictions/)")
     ap.add_argument("--data", type=Path, default=None, help="BBBC010 folder (default: the shared data)")
+    ap.add_argument("--review", action="store_true", help="where the review list misses errors (issue 15)")
     args = ap.parse_args()
+    if args.review:
+        from review_errors import main as review_main
+
+        return review_main(args.eval_dir, args.data)
     files = sorted((args.eval_dir / "predictions").glob("*.npz"))
     if not files:
         raise SystemExit(f"no predictions/*.npz under {args.eval_dir}: run probseg evaluate --out {args.eval_dir} first")

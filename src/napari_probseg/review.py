@@ -4,10 +4,11 @@ Why: the paper's 4x4 uncertainty peaks (``inference.uncertainty_peaks``) put one
 every local entropy maximum, so one uncertain worm fills many entries and a typical BBBC010
 well lists ~200 of them for ~4 real errors.  Here the uncertainty is grouped into *review
 items*, one per suspected error (``review_candidates``: worm-wide disputed regions, disputed
-outlines, merged when they name the same instance), and each item is scored either by its
-disputed mass (``scoring="mass"``, ~pixels in full dispute) or by a small logistic model over
-its features (``scoring="model"``: disputed mass, size against the typical worm, contact,
-existence probability...; the score is then the estimated chance in percent of lying on a
+outlines, merged when they name the same instance; one per worm in a clump of more than
+``max_group``), and each item is scored either by its disputed mass (``scoring="mass"``,
+~pixels in full dispute) or by a small logistic model over its features (``scoring="model"``,
+``review_features``: disputed mass, size, skeleton and expected IoU against the typical worm,
+contact, existence probability...; the score is then the estimated chance in percent of lying on a
 real error).  Which scoring, its weights and the default-list cut are chosen by the 2-fold
 protocol of docs/review.md (``review_fit``, ``scripts/review_fit.py``); items with
 ``score >= min_score`` form the default list, the rest stay available ("show all").
@@ -35,15 +36,16 @@ KINDS = {
 }
 CSV_FIELDS = ["rank", "y", "x", "kind", "score", "instances", "fix", "area", "description"]
 
-# The ranking scripts/review_fit.py ships for the bundled model (v4): the scoring with the better 2-fold
-# held-out objective on the 47 BBBC010 test wells of `probseg evaluate --model bbbc010-concrete --split test
-# --out eval/bbbc010-concrete` (the logistic model over review_candidates.FEATURES, 74% / 88% of errors in
-# the top 5 / 10 held out; the disputed mass: 74% / 87%), refitted on all 47 wells (docs/review.md).
+# The ranking scripts/review_fit.py ships for the bundled model (v4): the rule with the best 2-fold held-out
+# objective on the 47 BBBC010 test wells of `probseg evaluate --model bbbc010-concrete --split test --out
+# eval/bbbc010-concrete`: the logistic model over review_features.BASE_FEATURES (75% / 90% of errors in the top
+# 5 / 10 held out; over all features with the shape ones 74% / 90%; the disputed mass 73% / 84%), refitted on
+# all 47 wells (docs/review.md).  The shape features get weight 0: they did not help on held-out wells.
 SHIPPED_SCORING = "model"
-SHIPPED_WEIGHTS: tuple[float, ...] = (0.12919, 0.95256, 2.53581, -0.0163, 7.63059, 10.3328, -0.08192, -1.83383,
-                                       6.58518, 0.0, 3.08535, 4.29084)
-SHIPPED_INTERCEPT = -18.60369
-SHIPPED_MIN_SCORE = 10.0
+SHIPPED_WEIGHTS: tuple[float, ...] = (0.07144, 0.6018, 3.78881, -0.64835, 3.57562, 10.07633, 0.07529, -1.50182,
+                                       7.69602, 0.0, -1.99251, 4.26239, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+SHIPPED_INTERCEPT = -11.47227
+SHIPPED_MIN_SCORE = 12.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class ReviewConfig:
     outline_weight: float = 1.0  # weight of the outline mass against the regions'
     outline_window: int = 15  # px: an outline points at the densest window of this side
     merge_parts: bool = True  # parts that name the same instance are one item
+    max_group: int = 3  # a region group of more instances gives one part per instance (a clump of worms)
     scoring: str = SHIPPED_SCORING  # "model" (logistic over FEATURES) or "mass"
     weights: tuple[float, ...] = SHIPPED_WEIGHTS
     intercept: float = SHIPPED_INTERCEPT

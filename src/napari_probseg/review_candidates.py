@@ -8,13 +8,15 @@ holds its weights, ``review_fit`` fits them).  The geometry:
    with a disk of radius ``open_radius``: the 1-2 px bands along every outline disappear;
    connected worm-wide pieces of >= ``min_area`` pixels are *regions*.
 2. Regions of different instances that overlap or touch (within ``join_px``) are one group:
-   two instances competing for the same pixels.
+   two instances competing for the same pixels.  A group of more than ``max_group``
+   instances (a clump of worms) gives one part per instance instead, pointing at that
+   instance's own regions: one point for a clump shows only one of its errors.
 3. Each binarised instance also gets an outline part: its disputed pixels outside its
    regions, pointing at their densest ``outline_window`` square.
 4. Parts (groups and outlines) that share an instance are merged into **one candidate**: a
    worm with a disputed tail and a disputed outline is one suspected error, not two.
 
-Each candidate carries the features in ``FEATURES`` (one number each, see ``_features``).
+Each candidate carries the features in ``review_features.FEATURES`` (one number each).
 """
 from __future__ import annotations
 
@@ -23,23 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .review_features import FEATURES, features, instance_stats  # noqa: F401 (FEATURES: re-exported)
 from .uncertainty_metrics import bernoulli_entropy
 
 LN2 = float(np.log(2.0))
-FEATURES = (
-    "log_region_mass",  # log(1 + disputed mass of worm-wide regions)
-    "log_outline_mass",  # log(1 + disputed mass along outlines)
-    "outline_per_area",  # outline mass / area of the instances (a ragged outline for the worm's size)
-    "instances",  # how many instances the candidate names (2+: competing for pixels)
-    "unbinarised",  # share of its instances that never reach the binarisation cut
-    "min_existence",  # lowest existence probability (highest pixel probability) of its instances
-    "log_size_max",  # largest log(area / median instance area): a merge is big
-    "log_size_min",  # smallest log(area / median instance area): a fragment is small
-    "contact",  # largest share of an instance's 2-px surrounding ring that other instances cover (touching worms)
-    "touches_border",  # share of its instances that touch the image edge
-    "min_mean_prob",  # lowest mean probability of an instance over its p >= 0.5 mask
-    "uncertain_share",  # largest share of an instance's support with 0.2 <= p <= 0.8
-)
 
 
 @dataclass
@@ -76,6 +65,10 @@ class _Part:
     mass: float
     area: int
     region: bool
+    key: list[int] = field(default_factory=list)  # the instances by which parts merge (default: ``instances``)
+
+    def __post_init__(self) -> None:
+        self.key = self.key or list(self.instances)
 
 
 def weight(p: np.ndarray, kind: str) -> np.ndarray:
@@ -186,13 +179,27 @@ def _region_parts(prob: np.ndarray, threshold: float, regions: list[_Region], cf
     support = (prob > 0.01).reshape(len(prob), -1).sum(1)
     out = []
     for group in _groups(regions, cfg.join_px):
-        sl, m = _union(group)
-        dist = ndimage.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
-        py, px = np.unravel_index(int(np.argmax(dist)), m.shape)  # the most interior pixel: on the worm
-        kind, fix = _kind(group, prob, threshold, support)
-        out.append(_Part(int(py + sl[0].start), int(px + sl[1].start), kind, fix, sorted({r.inst for r in group}),
-                         sum(r.mass for r in group), int(m.sum()), True))
+        insts = sorted({r.inst for r in group})
+        if len(insts) <= cfg.max_group:
+            out.append(_group_part(group, group, prob, threshold, support))
+            continue
+        # a clump of many worms: one part per instance (a single point cannot show several errors)
+        for i in insts:
+            own = [r for r in group if r.inst == i]
+            near = [r for r in group if r.inst != i and any(_near(r, o, cfg.join_px) for o in own)]
+            out.append(_group_part(own, own + near, prob, threshold, support, key=[i]))
     return out
+
+
+def _group_part(point_from: list[_Region], group: list[_Region], prob: np.ndarray, threshold: float,
+                support: np.ndarray, key: list[int] | None = None) -> _Part:
+    """A part pointing at the most interior pixel of ``point_from``, naming ``group``'s instances."""
+    sl, m = _union(point_from)
+    dist = ndimage.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
+    py, px = np.unravel_index(int(np.argmax(dist)), m.shape)  # the most interior pixel: on the worm
+    kind, fix = _kind(group, prob, threshold, support)
+    return _Part(int(py + sl[0].start), int(px + sl[1].start), kind, fix, sorted({r.inst for r in group}),
+                 sum(r.mass for r in point_from), int(m.sum()), True, key=key or [])
 
 
 def _outline_parts(prob: np.ndarray, threshold: float, regions: list[_Region], cfg) -> list[_Part]:
@@ -221,66 +228,6 @@ def _outline_parts(prob: np.ndarray, threshold: float, regions: list[_Region], c
 KIND_ORDER = ("merge", "missed", "false", "border")  # a merged candidate says the most specific suspicion
 
 
-def _instance_stats(prob: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
-    """Per-instance numbers the features are built from."""
-    n = len(prob)
-    flat = prob.reshape(n, -1)
-    half = flat >= 0.5
-    area = half.sum(1).astype(float)
-    binarised = flat.max(1) >= threshold
-    ref = area[binarised & (area > 0)]
-    med = float(np.median(ref)) if len(ref) else (float(np.median(area[area > 0])) if (area > 0).any() else 1.0)
-    support = (flat > 0.01).sum(1)
-    unsure = ((flat >= 0.2) & (flat <= 0.8)).sum(1)
-    mean_p = np.array([flat[k][half[k]].mean() if area[k] else 0.0 for k in range(n)])
-    return {"area": area, "median_area": np.full(n, med), "existence": flat.max(1), "binarised": binarised,
-            "contact": _contact(prob >= 0.5), "mean_prob": mean_p, "border": _touches_border(prob >= 0.5),
-            "uncertain_share": unsure / np.maximum(support, 1)}
-
-
-def _contact(half: np.ndarray) -> np.ndarray:
-    """Per instance: the share of the 2-px ring around its mask that other instances' masks cover."""
-    count = half.sum(0)
-    out = np.zeros(len(half))
-    for k in range(len(half)):
-        box = ndimage.find_objects(half[k].astype(np.int8))
-        if not box or box[0] is None:
-            continue
-        sl = tuple(slice(max(s.start - 3, 0), min(s.stop + 3, n)) for s, n in zip(box[0], half.shape[1:]))
-        m = half[k][sl]
-        ring = ndimage.binary_dilation(m, iterations=2) & ~m
-        others = (count[sl] - m) > 0
-        out[k] = float((ring & others).sum() / max(ring.sum(), 1))
-    return out
-
-
-def _touches_border(half: np.ndarray) -> np.ndarray:
-    edge = np.zeros(half.shape[1:], bool)
-    edge[[0, -1], :] = edge[:, [0, -1]] = True
-    return (half & edge[None]).reshape(len(half), -1).any(1)
-
-
-def _features(parts: list[_Part], insts: list[int], st: dict[str, np.ndarray]) -> dict[str, float]:
-    region = sum(p.mass for p in parts if p.region)
-    outline = sum(p.mass for p in parts if not p.region)
-    idx = np.array(insts)
-    size = np.clip(np.log(np.maximum(st["area"][idx], 1.0) / st["median_area"][idx]), -3.0, 3.0)
-    return {
-        "log_region_mass": float(np.log1p(region)),
-        "log_outline_mass": float(np.log1p(outline)),
-        "outline_per_area": float(outline / max(st["area"][idx].sum(), 1.0)),
-        "instances": float(len(idx)),
-        "unbinarised": float(np.mean(~st["binarised"][idx])),
-        "min_existence": float(st["existence"][idx].min()),
-        "log_size_max": float(size.max()),
-        "log_size_min": float(size.min()),
-        "contact": float(st["contact"][idx].max()),
-        "touches_border": float(np.mean(st["border"][idx])),
-        "min_mean_prob": float(st["mean_prob"][idx].min()),
-        "uncertain_share": float(st["uncertain_share"][idx].max()),
-    }
-
-
 def candidates(prob: np.ndarray, threshold: float, cfg) -> list[Candidate]:
     """The merged candidates of one prediction's probabilities [N,H,W] (unsorted, unscored)."""
     regions = [r for i in range(len(prob)) for r in _regions(prob, i, cfg)]
@@ -290,12 +237,12 @@ def candidates(prob: np.ndarray, threshold: float, cfg) -> list[Candidate]:
     owner: dict[int, int] = {}
     pairs = []
     for k, part in enumerate(parts):
-        for i in part.instances:
+        for i in part.key:
             if i in owner:
                 pairs.append((owner[i], k))
             else:
                 owner[i] = k
-    st = _instance_stats(prob, threshold)
+    st = instance_stats(prob, threshold)
     out = []
     for comp in _union_find(len(parts), pairs if cfg.merge_parts else []):
         ps = [parts[k] for k in comp]
@@ -305,5 +252,5 @@ def candidates(prob: np.ndarray, threshold: float, cfg) -> list[Candidate]:
         fix = next(p.fix for p in ps if p.kind == kind)
         area = sum(p.area for p in ps if p.region) or sum(p.area for p in ps)
         out.append(Candidate(lead.y, lead.x, kind, insts, fix, int(area), float(sum(p.mass for p in ps)),
-                             _features(ps, insts, st)))
+                             features(ps, insts, st)))
     return out

@@ -8,8 +8,9 @@ changes, and figures must come from wells the rule was not fitted on.  The proto
    (``review_metrics.find_errors``); a candidate is *positive* when its point lies within
    ``review_metrics.RADIUS`` px of an error (what "on an error" means in the scores);
 2. on one fold: a logistic regression (scikit-learn, L2, standardised features) of
-   positive against features, then the default-list cut ``min_score``: the one that
-   maximises found by top 5 + found by top 10 + share of the top 5 on an error on that
+   positive against features (all of them, or only the disagreement/size ones of
+   ``review_features.BASE_FEATURES``: ``scripts/review_fit.py`` compares both), then the
+   default-list cut ``min_score``: the one that maximises found by top 5 + found by top 10 + share of the top 5 on an error on that
    fold, with at most ``max_items`` items per well on average;
 3. that rule scored on the other fold; both ways; the held-out counts are pooled.
 
@@ -24,6 +25,7 @@ import numpy as np
 from .masks import nonempty
 from .review import ReviewConfig, feature_matrix
 from .review_candidates import candidates
+from .review_features import FEATURES
 from .review_metrics import ON_ERROR_K, RADIUS, TOP_KS, find_errors
 
 CUTS = tuple(float(c) for c in range(0, 100, 2))
@@ -81,19 +83,25 @@ def objective(s: dict) -> float:
     return s["found_fraction"]["5"] + s["found_fraction"]["10"] + s["top_on_error_fraction"]
 
 
-def fit_weights(data: list[WellData], c: float = 1.0) -> tuple[tuple[float, ...], float]:
-    """Logistic weights (raw feature units) and intercept for positive-vs-negative candidates."""
+def fit_weights(data: list[WellData], c: float = 1.0,
+                use: tuple[str, ...] | None = None) -> tuple[tuple[float, ...], float]:
+    """Logistic weights (raw feature units) and intercept for positive-vs-negative candidates.
+
+    ``use``: the features the fit may weigh (default all of ``FEATURES``); the others get weight 0.
+    """
     from sklearn.linear_model import LogisticRegression
 
-    X = np.concatenate([d.X for d in data])
+    cols = np.array([f in (use or FEATURES) for f in FEATURES])
+    X = np.concatenate([d.X for d in data])[:, cols]
     y = np.concatenate([d.positive for d in data])
     if len(np.unique(y)) < 2:
         raise ValueError("the fit needs candidates both on and off errors")
     mu, sd = X.mean(0), X.std(0)
     sd[sd == 0] = 1.0
     lr = LogisticRegression(C=c, max_iter=2000).fit((X - mu) / sd, y)
-    w = lr.coef_[0] / sd
-    return tuple(round(float(v), 5) for v in w), round(float(lr.intercept_[0] - (w * mu).sum()), 5)
+    w = np.zeros(len(FEATURES))
+    w[cols] = lr.coef_[0] / sd
+    return tuple(round(float(v), 5) for v in w), round(float(lr.intercept_[0] - (w[cols] * mu).sum()), 5)
 
 
 def choose_cut(data: list[WellData], cfg: ReviewConfig, max_items: float = 12.0) -> float:
@@ -116,21 +124,21 @@ def score_candidates_x(d: WellData, cfg: ReviewConfig) -> np.ndarray:
 
 
 def fit_rule(data: list[WellData], base: ReviewConfig | None = None, c: float = 1.0,
-             max_items: float = 12.0) -> ReviewConfig:
-    """Weights and cut fitted on these wells (steps 2 of the module text)."""
+             max_items: float = 12.0, use: tuple[str, ...] | None = None) -> ReviewConfig:
+    """Weights (over the features ``use``) and cut fitted on these wells (steps 2 of the module text)."""
     base = base or ReviewConfig()
     if base.scoring == "model":
-        w, b = fit_weights(data, c)
+        w, b = fit_weights(data, c, use)
         base = replace(base, weights=w, intercept=b)
     return replace(base, min_score=choose_cut(data, base, max_items))
 
 
 def cross_validate(data: dict[str, WellData], folds: list[list[str]], base: ReviewConfig | None = None,
-                   c: float = 1.0, max_items: float = 12.0) -> dict:
+                   c: float = 1.0, max_items: float = 12.0, use: tuple[str, ...] | None = None) -> dict:
     """Fit on each fold, score on the other; the held-out wells pooled, and each fold's rule."""
     held, scores, cuts, rules = [], [], [], []
     for k, fit_wells in enumerate(folds):
-        rule = fit_rule([data[w] for w in fit_wells if w in data], base, c, max_items)
+        rule = fit_rule([data[w] for w in fit_wells if w in data], base, c, max_items, use)
         rules.append(rule)
         for w in (w for other in folds[:k] + folds[k + 1:] for w in other if w in data):
             held.append(data[w])
