@@ -4,6 +4,12 @@ Why apart from ``_inference.py``: the dock stays about its controls.  A run's la
 its ``probseg_run`` id.  While draws arrive they are a preview: no session on the labels
 layer (the Proofreading dock does not bind to it) and the labels are not editable; the
 final (or cancelled-and-kept) result makes them a session in place.
+
+Why in two halves (issue 17, the GUI never blocked longer than 0.2 s): ``prepare`` builds
+the layer data (arrays, label colours, marker tables) in the worker thread; ``RunLayers``
+on the GUI thread only assigns it.  Adding a napari layer costs the GUI thread 0.1-0.3 s
+each (its Qt controls and vispy visuals), so a run's five layers are added one per
+event-loop turn, the labels first; later results update them in place.
 """
 from __future__ import annotations
 
@@ -11,7 +17,31 @@ import time
 from typing import Any
 
 from . import _common as C
-from ._measure import set_layer_features
+
+ROLES = ("probabilities", "entropy", "labels", "peaks", "items")  # bottom to top, as _layers stacks them
+ADD_ORDER = ("labels", "items", "probabilities", "entropy", "peaks")  # what the user sees first
+
+
+def prepare(session: Any, job: Any, final: bool, table: dict | None = None) -> list[tuple[Any, dict, str]]:
+    """This run's layer data of ``session`` (worker thread: no napari objects), labels first.
+
+    A preview's labels carry no session and the ``probseg_preview`` flag; the final labels
+    carry the session and, with ``table``, the worm table as features (hover shows it).
+    """
+    from .._layers import session_layer_data
+
+    geo = {"scale": job.layers[0]["scale"], "translate": job.layers[0]["translate"]}
+    out = []
+    for data, kwargs, kind in session_layer_data(session, images=False, **geo):
+        md = {**kwargs["metadata"], "probseg_run": job.run_id}
+        if not final:
+            md.pop("probseg_session", None)
+            md["probseg_preview"] = True
+        kwargs["metadata"] = md
+        if kind == "labels" and final and table is not None:
+            kwargs["features"] = {"index": list(table["label"]), **table}  # as _measure.set_layer_features
+        out.append((data, kwargs, kind))
+    return sorted(out, key=lambda d: ADD_ORDER.index(d[1]["metadata"]["probseg_role"]))
 
 
 def run_layers(viewer: Any, run_id: str) -> dict[str, Any]:
@@ -35,49 +65,83 @@ def retire_earlier(viewer: Any, image_name: str) -> None:
                 layer.name = f"{layer.name} (before {stamp})"
 
 
-def show(viewer: Any, session: Any, job: Any, final: bool, table: dict | None = None) -> Any:
-    """Add or update this run's layers from ``session``; returns the labels layer.
+class RunLayers:
+    """One run's layers on the GUI thread: the first result's are added one per event-loop
+    turn (labels at once), every later result updates them in place.
 
-    In place: a layer's data, metadata and markers change, its name, colours, visibility and
-    contrast (which the user may have changed meanwhile) stay.
+    In place: a layer's data, metadata and markers change, its name, visibility, contrast and
+    (once the user changed them) label colours stay.
     """
-    from .._layers import session_layer_data
 
-    existing = run_layers(viewer, job.run_id)
-    if not existing:
-        retire_earlier(viewer, job.image_name)
-    geo = {"scale": job.layers[0]["scale"], "translate": job.layers[0]["translate"]}
-    labels = None
-    for data, kwargs, kind in session_layer_data(session, images=False, **geo):
-        md = {**kwargs["metadata"], "probseg_run": job.run_id}
-        if not final:
-            md.pop("probseg_session", None)
-            md["probseg_preview"] = True
-        kwargs["metadata"] = md
-        layer = existing.get(md["probseg_role"])
-        if layer is None:
-            layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
-        else:
-            _update(layer, data, kwargs, kind)
+    def __init__(self, viewer: Any, run_id: str, image_name: str):
+        from qtpy.QtCore import QTimer
+
+        self.viewer, self.run_id, self.image_name = viewer, run_id, image_name
+        self.pending: dict[str, tuple[Any, dict, str]] = {}  # role -> layer data not added yet
+        self._colormaps: dict[int, Any] = {}  # labels colour map this run set, by layer id
+        self._timer = QTimer(singleShot=True, interval=0)
+        self._timer.timeout.connect(self._add_next)
+
+    def show(self, layers: list[tuple[Any, dict, str]], final: bool) -> Any:
+        """Show one result's prepared layer data; returns the labels layer (None while pending)."""
+        existing = run_layers(self.viewer, self.run_id)
+        if not existing and not self.pending:
+            retire_earlier(self.viewer, self.image_name)
+        for data, kwargs, kind in layers:
+            role = kwargs["metadata"]["probseg_role"]
+            layer = existing.get(role)
+            if layer is None:
+                self.pending[role] = (data, kwargs, kind)  # newer data replaces what waits
+            else:
+                self._update(layer, data, kwargs, kind)
+        if final:  # the session needs all its layers now (rare: Cancel right at the first result)
+            self._timer.stop()
+            while self.pending:
+                self._add_one()
+        elif self.pending:
+            if "labels" in self.pending:
+                self._add_one()
+            self._timer.start()
+        labels = run_layers(self.viewer, self.run_id).get("labels")
+        if labels is not None:
+            labels.editable = final
+        return labels
+
+    def remove(self) -> None:
+        """Remove this run's layers, shown or waiting (a failed run)."""
+        self._timer.stop()
+        self.pending.clear()
+        for layer in run_layers(self.viewer, self.run_id).values():
+            self.viewer.layers.remove(layer)
+
+    def _add_next(self) -> None:
+        if self.pending:
+            self._add_one()
+        if self.pending:
+            self._timer.start()
+
+    def _add_one(self) -> None:
+        """Add the first waiting layer at its place in the run's stack (``ROLES``, bottom to top)."""
+        from napari.layers import Layer
+
+        role = next(r for r in ADD_ORDER if r in self.pending)
+        data, kwargs, kind = self.pending.pop(role)
+        layer = Layer.create(data, kwargs, kind)
+        above = [self.viewer.layers.index(l) for r, l in run_layers(self.viewer, self.run_id).items()
+                 if r in ROLES and ROLES.index(r) > ROLES.index(role)]
+        self.viewer.layers.insert(min(above) if above else len(self.viewer.layers), layer)
         if kind == "labels":
-            labels = layer
-            layer.editable = final
-            if final and table is not None:
-                set_layer_features(layer, table)  # hover shows the worm's measurements
-    return labels
+            self._colormaps[id(layer)] = layer.colormap
 
-
-def _update(layer: Any, data: Any, kwargs: dict, kind: str) -> None:
-    if kind == "points":
+    def _update(self, layer: Any, data: Any, kwargs: dict, kind: str) -> None:
         layer.data = data
-        layer.features = kwargs["features"]
-        layer.text = kwargs["text"]
-    else:
-        layer.data = data
-    layer.metadata = kwargs["metadata"]
-
-
-def remove_run(viewer: Any, run_id: str) -> None:
-    """Remove this run's preview layers (a failed run)."""
-    for layer in run_layers(viewer, run_id).values():
-        viewer.layers.remove(layer)
+        if kind == "points":
+            layer.features = kwargs["features"]
+            layer.text = kwargs["text"]
+        elif kind == "labels":
+            if self._colormaps.get(id(layer)) is layer.colormap:  # still ours: neighbours of the new labels differ
+                layer.colormap = kwargs["colormap"]
+                self._colormaps[id(layer)] = layer.colormap
+            if "features" in kwargs:
+                layer.features = kwargs["features"]
+        layer.metadata = kwargs["metadata"]
