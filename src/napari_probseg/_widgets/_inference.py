@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 from . import _common as C
 from . import _segment_layers as L
 from ._channels import NO_FLUORESCENCE, LayerInfo, duplicates, match_channels
-from ._segment_job import Job, Partial, Segmented, infer, warm_up
+from ._segment_job import Job, Partial, Segmented, gc_quiet, infer, warm_up
 
 if TYPE_CHECKING:
     import napari
@@ -51,6 +51,7 @@ class InferenceWidget(QWidget):
         self._loaded = None  # LoadedModel used for channel count and info
         self._stop = threading.Event()
         self.worker = None
+        self._ended = self._showing = False  # the worker thread ended / its final result is being written
         self.relay = C.Relay()
         self.relay.progress.connect(self._on_progress)
         self._build()
@@ -314,6 +315,8 @@ class InferenceWidget(QWidget):
         self.worker.returned.connect(lambda res, job=job: self._on_done(job, layers, res))
         self.worker.errored.connect(lambda exc, job=job: self._on_error(job, layers, exc))
         self.worker.finished.connect(self._on_finished)
+        self._ended, self._showing = False, False
+        gc_quiet(True)
         self.worker.start()
         return self.worker
 
@@ -325,6 +328,15 @@ class InferenceWidget(QWidget):
         self.progress.setValue(done)
 
     def _on_finished(self) -> None:
+        """The worker thread ended; the run ends when its final result is also on screen."""
+        self._ended = True
+        if not self._showing:
+            self._ready()
+
+    def _ready(self) -> None:
+        if self.worker is None:
+            return
+        gc_quiet(False)
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
@@ -354,11 +366,15 @@ class InferenceWidget(QWidget):
             self.status.setText("failed")
             C.error(res.message)
             return
+        self._showing = True
+        layers.show(res.layers, final=True, then=lambda: self._final_shown(job, layers, res))
+
+    def _final_shown(self, job: Job, layers: L.RunLayers, res: Segmented) -> None:
+        """All of the final result's layers are written: bind the docks, report, end the run."""
         from ..counts import count_interval
 
         pred, meta, session = res.prediction, res.meta, res.session
-        labels = layers.show(res.layers, final=True)
-        self._bind_docks(labels)
+        self._bind_docks(L.run_layers(self.viewer, job.run_id)["labels"])
         count = count_interval(meta["count_inputs"]).text()
         held = (f"cancelled: kept the result of {meta['draws']} of {job.draws} draws"
                 + (" (mean network only, no uncertainty)" if meta["draws"] == 0 else "") + ". ") if res.cancelled else ""
@@ -370,6 +386,9 @@ class InferenceWidget(QWidget):
         dock = C.docked(self.viewer, training.TrainingWidget) if training is not None else None
         if dock is not None:
             dock.on_new_session(session)
+        self._showing = False
+        if self._ended:
+            self._ready()
 
     def _bind_docks(self, labels: Any) -> None:
         """Proofreading follows the new session (opened if closed), Measure refreshes."""

@@ -66,78 +66,100 @@ def retire_earlier(viewer: Any, image_name: str) -> None:
 
 
 class RunLayers:
-    """One run's layers on the GUI thread: the first result's are added one per event-loop
-    turn (labels at once), every later result updates them in place.
+    """One run's layers on the GUI thread, written one layer per event-loop turn.
 
-    In place: a layer's data, metadata and markers change, its name, visibility, contrast and
-    (once the user changed them) label colours stay.
+    A result's labels are written at once, its other layers on the following turns (the
+    first result's are added, later ones update them in place); while draws arrive, hidden
+    layers keep their newest data aside until shown or until the final result.  In place:
+    a layer's data, metadata and markers change, its name, visibility, contrast and (once
+    the user changed them) label colours stay.
     """
 
     def __init__(self, viewer: Any, run_id: str, image_name: str):
         from qtpy.QtCore import QTimer
 
         self.viewer, self.run_id, self.image_name = viewer, run_id, image_name
-        self.pending: dict[str, tuple[Any, dict, str]] = {}  # role -> layer data not added yet
+        self.pending: dict[str, tuple[Any, dict, str]] = {}  # role -> data still to write
+        self.aside: dict[str, tuple[Any, dict, str]] = {}  # role -> newest data of a hidden layer
+        self.final = False
+        self._then: list[Any] = []  # called once everything is written (the final result)
         self._colormaps: dict[int, Any] = {}  # labels colour map this run set, by layer id
         self._timer = QTimer(singleShot=True, interval=0)
-        self._timer.timeout.connect(self._add_next)
+        self._timer.timeout.connect(self._tick)
 
-    def show(self, layers: list[tuple[Any, dict, str]], final: bool) -> Any:
-        """Show one result's prepared layer data; returns the labels layer (None while pending)."""
-        existing = run_layers(self.viewer, self.run_id)
-        if not existing and not self.pending:
+    def show(self, layers: list[tuple[Any, dict, str]], final: bool, then: Any = None) -> Any:
+        """Write one result's prepared layer data (labels now, the rest on the next turns);
+        ``then()`` runs on the turn after all of it is written.  Returns the labels layer."""
+        if not run_layers(self.viewer, self.run_id) and not self.pending:
             retire_earlier(self.viewer, self.image_name)
-        for data, kwargs, kind in layers:
-            role = kwargs["metadata"]["probseg_role"]
-            layer = existing.get(role)
-            if layer is None:
-                self.pending[role] = (data, kwargs, kind)  # newer data replaces what waits
-            else:
-                self._update(layer, data, kwargs, kind)
-        if final:  # the session needs all its layers now (rare: Cancel right at the first result)
-            self._timer.stop()
-            while self.pending:
-                self._add_one()
-        elif self.pending:
-            if "labels" in self.pending:
-                self._add_one()
-            self._timer.start()
-        labels = run_layers(self.viewer, self.run_id).get("labels")
-        if labels is not None:
-            labels.editable = final
-        return labels
+        self.final = self.final or final
+        if self.final:
+            self.pending.update({r: d for r, d in self.aside.items() if r not in self.pending})
+            self.aside.clear()
+        self.pending.update({kwargs["metadata"]["probseg_role"]: (data, kwargs, kind) for data, kwargs, kind in layers})
+        if then is not None:
+            self._then.append(then)
+        if "labels" in self.pending:
+            self._write("labels")
+        self._schedule()
+        return run_layers(self.viewer, self.run_id).get("labels")
 
     def remove(self) -> None:
         """Remove this run's layers, shown or waiting (a failed run)."""
         self._timer.stop()
         self.pending.clear()
+        self.aside.clear()
+        self._then.clear()
         for layer in run_layers(self.viewer, self.run_id).values():
             self.viewer.layers.remove(layer)
 
-    def _add_next(self) -> None:
-        if self.pending:
-            self._add_one()
-        if self.pending:
+    def _schedule(self) -> None:
+        """The next step on the next turn (the event loop runs in between)."""
+        if (self.pending or self._then) and not self._timer.isActive():
             self._timer.start()
 
-    def _add_one(self) -> None:
-        """Add the first waiting layer at its place in the run's stack (``ROLES``, bottom to top)."""
+    def _tick(self) -> None:
+        """One step: write the next waiting layer or, when none is left, call ``then``."""
+        if self.pending:
+            self._write(next(r for r in ADD_ORDER if r in self.pending))
+        elif self._then:
+            self._then.pop(0)()
+        self._schedule()
+
+    def _write(self, role: str) -> None:
+        data, kwargs, kind = self.pending.pop(role)
+        layer = run_layers(self.viewer, self.run_id).get(role)
+        if layer is None:
+            self._add(role, data, kwargs, kind)
+        elif not layer.visible and not self.final:
+            self.aside[role] = (data, kwargs, kind)  # written when shown (or with the final result)
+        else:
+            self._update(layer, data, kwargs, kind)
+        if kind == "labels":
+            run_layers(self.viewer, self.run_id)["labels"].editable = self.final
+
+    def _add(self, role: str, data: Any, kwargs: dict, kind: str) -> None:
+        """Add a layer at its place in the run's stack (``ROLES``, bottom to top)."""
         from napari.layers import Layer
 
-        role = next(r for r in ADD_ORDER if r in self.pending)
-        data, kwargs, kind = self.pending.pop(role)
         layer = Layer.create(data, kwargs, kind)
         above = [self.viewer.layers.index(l) for r, l in run_layers(self.viewer, self.run_id).items()
                  if r in ROLES and ROLES.index(r) > ROLES.index(role)]
         self.viewer.layers.insert(min(above) if above else len(self.viewer.layers), layer)
+        layer.events.visible.connect(lambda _e, role=role: self._shown(role))
         if kind == "labels":
             self._colormaps[id(layer)] = layer.colormap
+
+    def _shown(self, role: str) -> None:
+        """A hidden layer was made visible: its data set aside is written now."""
+        if role in self.aside:
+            self.pending[role] = self.aside.pop(role)
+            self._write(role)
 
     def _update(self, layer: Any, data: Any, kwargs: dict, kind: str) -> None:
         layer.data = data
         if kind == "points":
-            layer.features = kwargs["features"]
-            layer.text = kwargs["text"]
+            layer.features = kwargs["features"]  # napari refreshes the marker texts from them
         elif kind == "labels":
             if self._colormaps.get(id(layer)) is layer.colormap:  # still ours: neighbours of the new labels differ
                 layer.colormap = kwargs["colormap"]
