@@ -318,6 +318,7 @@ class InferenceWidget(QWidget):
         self._ended, self._showing = False, False
         gc_quiet(True)
         self.worker.start()
+        layers.start()
         return self.worker
 
     def cancel(self) -> None:

@@ -20,6 +20,10 @@ from . import _common as C
 
 ROLES = ("probabilities", "entropy", "labels", "peaks", "items")  # bottom to top, as _layers stacks them
 ADD_ORDER = ("labels", "items", "probabilities", "entropy", "peaks")  # what the user sees first
+# GUI-thread seconds one event-loop turn may spend writing layers before it lets the loop run:
+# an update takes ~0.01-0.03 s, adding a layer 0.05-0.15 s (one per turn), and Qt then redraws
+# the window (~0.1 s under Xvfb's software OpenGL) before the next turn
+TURN_S = 0.04
 
 
 def prepare(session: Any, job: Any, final: bool, table: dict | None = None) -> list[tuple[Any, dict, str]]:
@@ -44,6 +48,14 @@ def prepare(session: Any, job: Any, final: bool, table: dict | None = None) -> l
     return sorted(out, key=lambda d: ADD_ORDER.index(d[1]["metadata"]["probseg_role"]))
 
 
+def marker_text_chars() -> str:
+    """The characters the review-item and peak markers are labelled with (``_layers``), and those
+    vispy measures every text's height with."""
+    from ..review import KINDS
+
+    return "0123456789 " + "".join(KINDS) + "ÅÉÑŐjgpqy"
+
+
 def run_layers(viewer: Any, run_id: str) -> dict[str, Any]:
     """This run's layers by role (probabilities, entropy, labels, peaks, items)."""
     return {l.metadata.get("probseg_role"): l for l in C.layers_with(viewer, "probseg_run", run_id)}
@@ -66,10 +78,10 @@ def retire_earlier(viewer: Any, image_name: str) -> None:
 
 
 class RunLayers:
-    """One run's layers on the GUI thread, written one layer per event-loop turn.
+    """One run's layers on the GUI thread, written a few at a time, one event-loop turn apart.
 
     A result's labels are written at once, its other layers on the following turns (the
-    first result's are added, later ones update them in place); while draws arrive, hidden
+    first result's are added, later ones update them in place; ``TURN_S``); while draws arrive, hidden
     layers keep their newest data aside until shown or until the final result.  In place:
     a layer's data, metadata and markers change, its name, visibility, contrast and (once
     the user changed them) label colours stay.
@@ -83,6 +95,8 @@ class RunLayers:
         self.aside: dict[str, tuple[Any, dict, str]] = {}  # role -> newest data of a hidden layer
         self.final = False
         self._then: list[Any] = []  # called once everything is written (the final result)
+        self._glyphs = list(dict.fromkeys(marker_text_chars()))  # rendered ahead, a few per turn
+        self._font = None
         self._colormaps: dict[int, Any] = {}  # labels colour map this run set, by layer id
         self._timer = QTimer(singleShot=True, interval=0)
         self._timer.timeout.connect(self._tick)
@@ -115,16 +129,43 @@ class RunLayers:
 
     def _schedule(self) -> None:
         """The next step on the next turn (the event loop runs in between)."""
-        if (self.pending or self._then) and not self._timer.isActive():
+        if (self._glyphs or self.pending or self._then) and not self._timer.isActive():
             self._timer.start()
 
-    def _tick(self) -> None:
-        """One step: write the next waiting layer or, when none is left, call ``then``."""
-        if self.pending:
-            self._write(next(r for r in ADD_ORDER if r in self.pending))
-        elif self._then:
-            self._then.pop(0)()
+    def start(self) -> None:
+        """Run pressed: render the marker texts' glyphs while the first result is computed."""
         self._schedule()
+
+    def _tick(self) -> None:
+        """One turn: render glyphs, write waiting layers (then call ``then``) until ``TURN_S`` is spent."""
+        start = time.perf_counter()
+        while self._glyphs or self.pending or self._then:
+            if self._glyphs:
+                self._render_glyph(self._glyphs.pop(0))
+            elif self.pending:
+                self._write(next(r for r in ADD_ORDER if r in self.pending))
+            else:
+                self._then.pop(0)()
+            if time.perf_counter() - start > TURN_S:
+                break
+        self._schedule()
+
+    def _render_glyph(self, char: str) -> None:
+        """Render one character of the marker texts into the canvas's font atlas.
+
+        Why: napari renders a text glyph (a 256-point signed-distance field, on the CPU) the
+        first time a canvas draws it, 10-15 ms each; the review items' texts need ~20 at their
+        first draw, a 0.2-0.3 s stall.  Done here one turn at a time while the GUI waits for
+        the first result.  Reaches into napari's canvas (``font_info``): if that changes, the
+        glyphs are simply rendered at the first draw, as before.
+        """
+        try:
+            if self._font is None:
+                info = self.viewer.window._qt_viewer.canvas.font_info()
+                self._font = info.font_manager.get_font(info.face)
+            self._font[char]
+        except Exception:  # noqa: BLE001 - a speed-up only
+            self._glyphs.clear()
 
     def _write(self, role: str) -> None:
         data, kwargs, kind = self.pending.pop(role)
@@ -143,9 +184,19 @@ class RunLayers:
         from napari.layers import Layer
 
         layer = Layer.create(data, kwargs, kind)
-        above = [self.viewer.layers.index(l) for r, l in run_layers(self.viewer, self.run_id).items()
+        layers = self.viewer.layers
+        above = [layers.index(l) for r, l in run_layers(self.viewer, self.run_id).items()
                  if r in ROLES and ROLES.index(r) > ROLES.index(role)]
-        self.viewer.layers.insert(min(above) if above else len(self.viewer.layers), layer)
+        # napari makes an inserted layer the active one, and Qt then draws its controls for the
+        # first time (~0.1 s); the labels stay active instead (a private flag: without it, as before)
+        quiet = role != "labels" and getattr(layers, "_activate_on_insert", None) is True
+        if quiet:
+            layers._activate_on_insert = False
+        try:
+            layers.insert(min(above) if above else len(layers), layer)
+        finally:
+            if quiet:
+                layers._activate_on_insert = True
         layer.events.visible.connect(lambda _e, role=role: self._shown(role))
         if kind == "labels":
             self._colormaps[id(layer)] = layer.colormap
