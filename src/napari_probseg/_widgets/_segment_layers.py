@@ -7,9 +7,9 @@ final (or cancelled-and-kept) result makes them a session in place.
 
 Why in two halves (issue 17, the GUI never blocked longer than 0.2 s): ``prepare`` builds
 the layer data (arrays, label colours, marker tables) in the worker thread; ``RunLayers``
-on the GUI thread only assigns it.  Adding a napari layer costs the GUI thread 0.1-0.3 s
-each (its Qt controls and vispy visuals), so a run's five layers are added one per
-event-loop turn, the labels first; later results update them in place.
+on the GUI thread only assigns it.  Adding a napari layer costs the GUI thread 0.05-0.15 s
+(its Qt controls and vispy visuals, on the 2-core CPU), so a run's five layers are added a
+turn of the event loop apart, the labels first; later results update them in place.
 """
 from __future__ import annotations
 
