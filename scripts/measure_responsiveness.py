@@ -1,14 +1,20 @@
 """How long the 'Segment worms' widget takes on one full well, and does the GUI stay live?
 
-    xvfb-run -a .venv/bin/python scripts/measure_responsiveness.py [--model M] [--draws 8]
+    xvfb-run -a .venv/bin/python scripts/measure_responsiveness.py [--model M] [--draws 8] [--worm-width auto]
 
-A 50 ms QTimer on the GUI thread counts its ticks while the worker runs: if the event
-loop were blocked, ticks would be missing and the largest gap between two ticks would
-grow.  The same timer is measured idle first, as the baseline.
+Prints one JSON line.  A 50 ms QTimer on the GUI thread stamps its ticks while the run
+goes on (Run pressed -> the final result bound for proofreading, then 0.5 s more): if the
+event loop is blocked, ticks go missing and the gap between two ticks grows
+(``max_gap_ms``, ``p95_gap_ms``; the same timer idle first: ``idle_max_gap_ms``).  The
+GUI thread's own CPU time between two ticks (``max_gap_main_cpu_ms``) tells a stall the
+GUI caused from one where the machine was busy elsewhere: compare runs by it when the
+machine is loaded.  ``first_labels_s``: Run -> the run's first labels layer in the layer
+list (the mean network's result, issue 17); ``final_s``: Run -> the dock ready again.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import tempfile
@@ -18,10 +24,31 @@ from pathlib import Path
 import numpy as np
 
 
-def tick_stats(stamps: list[float], seconds: float, interval: float) -> dict:
-    gaps = np.diff(stamps) if len(stamps) > 1 else np.array([seconds])
-    return {"ticks": len(stamps), "expected": int(seconds / interval), "max_gap_ms": 1000 * float(gaps.max()),
-            "p95_gap_ms": 1000 * float(np.percentile(gaps, 95))}
+def tick_stats(stamps: list[float], cpu: list[float]) -> dict:
+    """Gaps between ticks (wall and the GUI thread's CPU), in ms."""
+    gaps, used = np.diff(stamps), np.diff(cpu)
+    return {"ticks": len(stamps), "max_gap_ms": round(1000 * float(gaps.max()), 1),
+            "p95_gap_ms": round(1000 * float(np.percentile(gaps, 95)), 1),
+            "gaps_over_200ms": int((gaps > 0.2).sum()), "max_gap_main_cpu_ms": round(1000 * float(used.max()), 1)}
+
+
+def run_until(predicate, timeout: float = 600.0) -> None:
+    """Run Qt's event loop (as napari does, no sleeping in between) until ``predicate()``."""
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    loop, poll, t0 = QEventLoop(), QTimer(), time.monotonic()
+    poll.setInterval(10)
+
+    def check() -> None:
+        if predicate() or time.monotonic() - t0 > timeout:
+            loop.quit()
+
+    poll.timeout.connect(check)
+    poll.start()
+    loop.exec()
+    poll.stop()
+    if not predicate():
+        raise TimeoutError("the widget did not finish in time")
 
 
 def main() -> None:
@@ -30,6 +57,7 @@ def main() -> None:
     ap.add_argument("--well", default="C10")
     ap.add_argument("--draws", type=int, default=8)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--worm-width", default="auto", help="the dock's Worm width box (default auto, as the dock)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="probseg-measure-"))
     os.environ.setdefault("NAPARI_PROBSEG_AUTOSAVE_DIR", str(tmp))
@@ -37,8 +65,7 @@ def main() -> None:
     import napari
     import torch
     from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-    from screenshots import pick_model, wait
+    from screenshots import pick_model
 
     model, desc = pick_model(args.model, tmp)
     viewer = napari.Viewer(show=True)
@@ -47,41 +74,43 @@ def main() -> None:
     seg.set_model(model)
     seg.draws.setValue(args.draws)
     seg.device.setCurrentText(args.device)
+    seg.worm_width.setText(args.worm_width)
 
-    interval = 0.05
     stamps: list[float] = []
+    cpu: list[float] = []
     timer = QTimer()
-    timer.setInterval(int(interval * 1000))
-    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    timer.setInterval(50)
+    timer.timeout.connect(lambda: (stamps.append(time.perf_counter()), cpu.append(time.thread_time())))
     timer.start()
     t0 = time.perf_counter()
-    wait(lambda: time.perf_counter() - t0 > 2.0)
-    idle = tick_stats(stamps, time.perf_counter() - t0, interval)
+    run_until(lambda: time.perf_counter() - t0 > 2.0)
+    idle = tick_stats(stamps, cpu)
 
     stamps.clear()
-    shown: list[float] = []  # when the first labels layer appeared (issue 17: the mean network's result)
+    cpu.clear()
+    shown: list[float] = []
     viewer.layers.events.inserted.connect(
         lambda e: shown.append(time.perf_counter()) if e.value._type_string == "labels" and not shown else None)
+    load = round(os.getloadavg()[0], 2)  # 1-minute load average at Run and at the end: was the machine idle?
     t0 = time.perf_counter()
+    stamps.append(t0)
+    cpu.append(time.thread_time())
     seg.run()
-    wait(lambda: seg.worker is None)
+    run_until(lambda: seg.worker is None)
     total = time.perf_counter() - t0
-    t1 = time.perf_counter()  # keep ticking briefly: adding the layers runs on the GUI thread
-    wait(lambda: time.perf_counter() - t1 > 0.5)
-    busy = tick_stats(stamps, time.perf_counter() - t0, interval)
+    t1 = time.perf_counter()  # keep ticking briefly: anything the end of a run left to the GUI thread
+    run_until(lambda: time.perf_counter() - t1 > 0.5)
+    busy = tick_stats(stamps, cpu)
     timer.stop()
-    for _ in range(3):
-        QApplication.processEvents()
-    meta = viewer.layers[f"{args.well} labels"].metadata["probseg"]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-          f"{torch.get_num_threads()}, device {meta['device']}")
-    print(f"model: {desc}; well {args.well} (520x696), {args.draws} MC draws")
-    first = f"{shown[0] - t0:.2f} s" if shown else "n/a"
-    print(f"inference in the worker: {meta['seconds']:.1f} s; Run -> first labels on screen: {first}; "
-          f"Run -> final layers: {total:.1f} s")
-    print(f"idle: {idle['ticks']}/{idle['expected']} ticks, max gap {idle['max_gap_ms']:.0f} ms")
-    print(f"during inference (+0.5 s after): {busy['ticks']}/{busy['expected']} ticks of 50 ms delivered, "
-          f"p95 gap {busy['p95_gap_ms']:.0f} ms, max gap {busy['max_gap_ms']:.0f} ms")
+    labels = viewer.layers[f"{args.well} labels"]
+    meta = labels.metadata["probseg"]
+    print(json.dumps({
+        "first_labels_s": round(shown[0] - t0, 3) if shown else None, "final_s": round(total, 3),
+        "worker_s": round(meta["seconds"], 3), **busy, "idle_max_gap_ms": idle["max_gap_ms"],
+        "instances": int(len(np.unique(labels.data)) - 1), "draws": meta["draws"], "worm_width": args.worm_width,
+        "scale": meta["scale_text"], "device": meta["device"], "model": desc, "well": args.well,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"torch threads {torch.get_num_threads()}", "load_average": [load, round(os.getloadavg()[0], 2)]}))
     viewer.close()
 
 

@@ -5,6 +5,8 @@ test_widgets.py; what the user would see is read from the layers and the status 
 """
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 pytest.importorskip("napari")
@@ -31,7 +33,8 @@ def segment_dock(viewer, draws: int) -> InferenceWidget:
 def test_first_result_on_screen_before_the_worker_ends_then_refined_in_place(make_napari_viewer, qtbot, notes):  # noqa: F811
     viewer = make_napari_viewer(show=True)
     w = segment_dock(viewer, draws=4)
-    seen, ended = [], []
+    seen, ended, frozen = [], [], []
+    assert gc.get_freeze_count() == 0
     worker = w.run()
     worker.returned.connect(lambda _res: ended.append(True))
 
@@ -39,13 +42,15 @@ def test_first_result_on_screen_before_the_worker_ends_then_refined_in_place(mak
         labels = viewer.layers["C10 labels"] if "C10 labels" in viewer.layers else None
         seen.append((part.done, labels, labels is not None and labels.metadata.get("probseg_preview"),
                      labels is not None and labels.data.max(), bool(ended), w.status.text()))
+        frozen.append(gc.get_freeze_count())
 
     worker.yielded.connect(look)
     qtbot.waitUntil(lambda: w.worker is None, timeout=120000)
     assert not errors(notes) and seen
     done, first_labels, preview, n_labels, had_ended, status = seen[0]
     assert done == 0 and first_labels is not None and preview and n_labels >= 3 and not had_ended
-    assert "mean network" in status and "refining" in status
+    assert "mean network at the image's own scale; estimating the worm width" in status and "refining" in status
+    assert min(frozen) > 0 and gc.get_freeze_count() == 0  # objects older than the run left out of GC only meanwhile
     final = viewer.layers["C10 labels"]
     assert final is first_labels  # the same layer, updated in place (no second set of layers)
     assert len([l for l in viewer.layers if l.metadata.get("probseg_role") == "labels"]) == 1

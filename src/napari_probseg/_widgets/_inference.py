@@ -8,6 +8,7 @@ Cancel stops between draws and keeps what has arrived.
 """
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ from qtpy.QtWidgets import (
 from . import _common as C
 from . import _segment_layers as L
 from ._channels import NO_FLUORESCENCE, LayerInfo, duplicates, match_channels
-from ._segment_job import Job, Partial, Segmented, infer
+from ._segment_job import Job, Partial, Segmented, gc_quiet, infer, warm_up
 
 if TYPE_CHECKING:
     import napari
@@ -50,6 +51,7 @@ class InferenceWidget(QWidget):
         self._loaded = None  # LoadedModel used for channel count and info
         self._stop = threading.Event()
         self.worker = None
+        self._ended = self._showing = False  # the worker thread ended / its final result is being written
         self.relay = C.Relay()
         self.relay.progress.connect(self._on_progress)
         self._build()
@@ -58,6 +60,8 @@ class InferenceWidget(QWidget):
         for layer in napari_viewer.layers:
             layer.events.name.connect(self._refresh_layers)
         self._on_model_choice()
+        # napari's first labels/points layers import pandas & co. on the GUI thread: do it now, in the background
+        threading.Thread(target=warm_up, name="probseg-warm-up", daemon=True).start()
 
     # ---- UI -----------------------------------------------------------------------
     def _build(self) -> None:
@@ -305,12 +309,16 @@ class InferenceWidget(QWidget):
         self.status.setText(f"segmenting {job.image_name} on {job.device}...")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        layers = L.RunLayers(self.viewer, job.run_id, job.image_name)
         self.worker = create_worker(infer, job, self.relay, self._stop, _start_thread=False)
-        self.worker.yielded.connect(lambda part, job=job: self._on_partial(job, part))
-        self.worker.returned.connect(lambda res, job=job: self._on_done(job, res))
-        self.worker.errored.connect(lambda exc, job=job: self._on_error(job, exc))
+        self.worker.yielded.connect(lambda part, job=job: self._on_partial(job, layers, part))
+        self.worker.returned.connect(lambda res, job=job: self._on_done(job, layers, res))
+        self.worker.errored.connect(lambda exc, job=job: self._on_error(job, layers, exc))
         self.worker.finished.connect(self._on_finished)
+        self._ended, self._showing = False, False
+        gc_quiet(True)
         self.worker.start()
+        layers.start()
         return self.worker
 
     def cancel(self) -> None:
@@ -321,61 +329,67 @@ class InferenceWidget(QWidget):
         self.progress.setValue(done)
 
     def _on_finished(self) -> None:
+        """The worker thread ended; the run ends when its final result is also on screen."""
+        self._ended = True
+        if not self._showing:
+            self._ready()
+
+    def _ready(self) -> None:
+        if self.worker is None:
+            return
+        gc_quiet(False)
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
-    def _on_error(self, job: Job, exc: BaseException) -> None:
-        L.remove_run(self.viewer, job.run_id)
+    def _on_error(self, job: Job, layers: L.RunLayers, exc: BaseException) -> None:
+        layers.remove()
         self.status.setText("failed")
         C.error(f"Inference failed: {exc}")
 
-    def _session(self, job: Job, pred: Any, meta: dict) -> Any:
-        from ..session import Session
-
-        names = [g["name"] for g in job.layers]
-        return Session.from_prediction(pred, job.image_name, job.image, image_source=job.source,
-                                       channel_names=names, meta={**meta, "image_name": job.image_name,
-                                                                  "source_layers": job.layers})
-
-    def _on_partial(self, job: Job, part: Partial) -> None:
-        """A result on the way: shown at once (preview layers), refined in place."""
+    def _on_partial(self, job: Job, layers: L.RunLayers, part: Partial) -> None:
+        """A result on the way (prepared in the worker): shown at once as a preview, refined in place."""
         if self.worker is None:  # arrived after the run ended (it was queued): the final result is shown
             return
-        L.show(self.viewer, self._session(job, part.prediction, {"draws": part.done}), job, final=False)
-        what = "mean network (no dropout)" if part.done == 0 else f"{part.done} of {part.total} draws"
-        self.status.setText(f"{job.image_name}: {part.prediction.n_instances} instances so far ({what}); "
+        layers.show(part.layers, final=False)
+        what = ("mean network at the image's own scale; estimating the worm width" if part.scale_pending else
+                "mean network (no dropout)" if part.done == 0 else f"{part.done} of {part.total} draws")
+        self.status.setText(f"{job.image_name}: {part.n_instances} instances so far ({what}); "
                             f"refining on {job.device}...")
 
-    def _on_done(self, job: Job, res: Segmented | C.Cancelled | C.Failed) -> None:
+    def _on_done(self, job: Job, layers: L.RunLayers, res: Segmented | C.Cancelled | C.Failed) -> None:
         if isinstance(res, C.Cancelled):
             self.status.setText("cancelled")
             C.info("Inference cancelled before a first result; nothing was added.")
             return
         if isinstance(res, C.Failed):
-            L.remove_run(self.viewer, job.run_id)
+            layers.remove()
             self.status.setText("failed")
             C.error(res.message)
             return
-        pred, meta, table = res.prediction, res.meta, res.table
+        self._showing = True
+        layers.show(res.layers, final=True, then=lambda: self._final_shown(job, layers, res))
+
+    def _final_shown(self, job: Job, layers: L.RunLayers, res: Segmented) -> None:
+        """All of the final result's layers are written: bind the docks, report, end the run."""
         from ..counts import count_interval
 
-        session = self._session(job, pred, meta)
-        labels = L.show(self.viewer, session, job, final=True, table=table)
-        self._bind_docks(labels)
-        n = pred.n_instances
+        pred, meta, session = res.prediction, res.meta, res.session
+        self._bind_docks(L.run_layers(self.viewer, job.run_id)["labels"])
         count = count_interval(meta["count_inputs"]).text()
         held = (f"cancelled: kept the result of {meta['draws']} of {job.draws} draws"
                 + (" (mean network only, no uncertainty)" if meta["draws"] == 0 else "") + ". ") if res.cancelled else ""
-        self.status.setText(f"{held}{job.image_name}: {n} instances, {count}, {len(session.default_items())} suspected "
-                            f"errors, {len(pred.peaks)} uncertainty peaks "
+        self.status.setText(f"{held}{job.image_name}: {pred.n_instances} instances, {count}, "
+                            f"{len(session.default_items())} suspected errors, {len(pred.peaks)} uncertainty peaks "
                             f"({meta['seconds']:.1f} s, {meta['draws']} draws on {job.device}); {meta['scale_text']}")
         self.finished.emit(session)
-        from ._training import TrainingWidget
-
-        training = C.docked(self.viewer, TrainingWidget)
-        if training is not None:
-            training.on_new_session(session)
+        training = sys.modules.get("napari_probseg._widgets._training")  # not imported: no Fine-tune dock open
+        dock = C.docked(self.viewer, training.TrainingWidget) if training is not None else None
+        if dock is not None:
+            dock.on_new_session(session)
+        self._showing = False
+        if self._ended:
+            self._ready()
 
     def _bind_docks(self, labels: Any) -> None:
         """Proofreading follows the new session (opened if closed), Measure refreshes."""
