@@ -47,6 +47,9 @@ _FIXED_PER_PX = 12
 # working set of one window per pixel (one forward pass of the 19-filter U-Net in bf16 with
 # batch 1, embeddings and clustering); measured order of magnitude, see docs/benchmarks.md
 BYTES_PER_WINDOW_PX = 400
+# the dense outputs per instance and pixel: float32 probabilities, bool instances, the npz's
+# float16 copy, and a float32 temporary while the review list and worm table are computed
+DENSE_BYTES_PER_INSTANCE_PX = 12
 
 
 @dataclass
@@ -95,12 +98,35 @@ class TiledPrediction:
         return lab
 
     def to_prediction(self) -> Prediction:
-        """The dense ``Prediction`` ([N,H,W] arrays): for images whose dense outputs fit (tests, small mosaics)."""
+        """The dense ``Prediction`` ([N,H,W] arrays) the outputs are written from (``check_dense`` first)."""
         probs = np.zeros((len(self.instances), *self.shape), np.float32)
         for k, inst in enumerate(self.instances):
             probs[k][inst.box] = inst.probabilities
-        return Prediction(probs, probs >= self.binarize, self.entropy, uncertainty_peaks(self.entropy, probs), [],
-                          self.binarize, bf16=self.bf16, device=self.device)
+        return StitchedPrediction(probs, probs >= self.binarize, self.entropy, uncertainty_peaks(self.entropy, probs),
+                                  [], self.binarize, bf16=self.bf16, device=self.device, counts=list(self.draw_counts),
+                                  tiles=self.tiles)
+
+    def check_dense(self, available: int | None = None) -> None:
+        """Refuse, before building them, per-instance outputs ([N,H,W]) that would not fit in memory."""
+        need = len(self.instances) * self.shape[0] * self.shape[1] * DENSE_BYTES_PER_INSTANCE_PX
+        have = available_bytes() if available is None else available
+        if need > have:
+            raise InputError(f"the tiled segmentation of this {self.shape[0]}x{self.shape[1]} image found "
+                             f"{len(self.instances)} instances; their per-instance outputs need about "
+                             f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB of memory available: "
+                             "cut the image into parts")
+
+
+@dataclass
+class StitchedPrediction(Prediction):
+    """A tiled run's dense ``Prediction``: its draws are not kept (each would be [n,H,W]), their counts are."""
+
+    counts: list[int] = field(default_factory=list)
+    tiles: int = 0
+
+    @property
+    def draw_counts(self) -> list[int]:
+        return list(self.counts)
 
 
 def tile_grid(h: int, w: int, tile: int = TILE, margin: int = MARGIN,
@@ -201,6 +227,19 @@ def predict_tiled(
         np.maximum(region, bernoulli_entropy(inst.probabilities).astype(np.float32), out=region)
     return TiledPrediction(kept, entropy, sparse_peaks(entropy, kept), binarize, len(grid), truncated,
                            bf16=bf16, device=str(torch.device(device)), draw_counts=counts)
+
+
+def predict_stitched(model: UNet, image: np.ndarray, post: PostprocessConfig | None = None, draws: int | None = None,
+                     binarize: float | None = None, device: torch.device | str = "cpu", seed: int = 0,
+                     progress: Callable[[int, int], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None, *, tile: int = TILE,
+                     batch: int | None = None) -> Prediction:
+    """``inference.predict``'s result by tiles (its ``tile=`` path): ``predict_tiled``, then the
+    dense outputs if they fit (``TiledPrediction.check_dense``)."""
+    tiled = predict_tiled(model, image, post, draws, binarize, device, seed, progress, should_stop, tile=tile,
+                          batch=batch)
+    tiled.check_dense()
+    return tiled.to_prediction()
 
 
 def _window_draws(model: UNet, xw: torch.Tensor, post: PostprocessConfig, draws: int, device, seed: int,
