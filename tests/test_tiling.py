@@ -139,19 +139,20 @@ def test_box_agglomeration_is_predicts_agglomeration(bundled, data_dir):
 
 def test_cli_tiles_a_well_and_gives_the_untiled_instances(tmp_path, data_dir, capsys):
     """``probseg predict --tile 384`` cuts a 520x696 well into 2x2 tiles: same instances as ``--tile 0``
-    (tolerance as above; 2 MC draws, the bundled model)."""
+    (tolerance as above; the bundled model's mean network: tiles run their draws one at a time,
+    so their dropout masks differ from the untiled run's batches of 4, as another seed's would)."""
     tifffile.imwrite(tmp_path / "C10.tif", load_image(data_dir, "C10"))
     labels, metas = {}, {}
     for tile in ("0", "384"):
         out = tmp_path / f"t{tile}"
-        rc = main(["predict", str(tmp_path / "C10.tif"), "--out", str(out), "--draws", "2", "--worm-width", "off",
+        rc = main(["predict", str(tmp_path / "C10.tif"), "--out", str(out), "--draws", "1", "--worm-width", "off",
                    "--tile", tile, "--device", "cpu"])
         assert rc == 0, capsys.readouterr().err
         labels[tile] = tifffile.imread(out / "C10_labels.tif")
         with np.load(out / "C10_probabilities.npz") as z:
             metas[tile] = json.loads(str(z["meta"]))
     assert metas["384"]["tiles"] == 4 and "tiles" not in metas["0"]
-    assert metas["384"]["draws"] == 2 and len(metas["384"]["draw_counts"]) == 2
+    assert metas["384"]["draws"] == 1 and metas["384"]["draw_counts"] == metas["0"]["draw_counts"]
     ref, got = (np.stack([lab == i for i in np.unique(lab) if i]) for lab in (labels["0"], labels["384"]))
     assert len(ref) >= 10
     _assert_same_instances(ref, got)

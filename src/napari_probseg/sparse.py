@@ -70,17 +70,21 @@ class Box:
 
 
 def cluster_blobs(embedding: torch.Tensor, logits: torch.Tensor, bandwidth: float, cluster_radius: float,
-                  min_size: int = 50, seed: int = 0) -> list[Box]:
+                  min_size: int = 50, seed: int = 0, roi: tuple[slice, slice] | None = None) -> list[Box]:
     """One draw's embedding [D,H,W] + logits [3,H,W] -> instances as boxes, each blob clustered alone.
 
     Within a blob the steps are ``postprocess.cluster_draw``'s (mean-shift of the foreground
     embeddings, assignment within ``cluster_radius``, overlap heuristic, ``min_size``).
+    ``roi``: only blobs whose box meets it are clustered (a tile's core: the rest of its window
+    is clustered by the tiles around it).
     """
     cls = logits.argmax(0).to(torch.uint8).cpu().numpy()
     lab, n = ndimage.label(cls != BACKGROUND, structure=_CONNECTED)
     emb = embedding.permute(1, 2, 0)
     out: list[Box] = []
     for i, sl in enumerate(ndimage.find_objects(lab)):
+        if roi is not None and not all(s.start < r.stop and r.start < s.stop for s, r in zip(sl, roi)):
+            continue
         blob = lab[sl] == i + 1
         c = cls[sl]
         fg = blob & (c == FOREGROUND)
