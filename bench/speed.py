@@ -83,6 +83,7 @@ def size_mode(lm, raw: np.ndarray, dev, args) -> dict:
     from napari_probseg.tiling import predict_tiled, tile_grid
 
     post, draws = lm.postprocess, args.draws
+    predict(lm.model, raw, post, 1, device=dev)  # warm-up (kernel creation), as in --json
     t0 = time.perf_counter()
     predict(lm.model, raw, post, draws, device=dev, batch=1, seeded=True).review_items()
     well_s = time.perf_counter() - t0
