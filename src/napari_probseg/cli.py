@@ -76,10 +76,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .counts import count_inputs, count_interval
     from .data import validate_model_image
     from .devices import pick_device
+    from .inference import tiles_image
     from .measurements import input_tags, measure_prediction
     from .models import load_model
     from .outputs import output_paths, render_overview, write_prediction
     from .scale import segment_at_width
+    from .tiling import TILE, check_memory
     from .validation import check_output_files, check_writable_dir
 
     out = check_writable_dir(args.out)
@@ -92,6 +94,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for spec, (image, _) in zip(args.inputs, inputs):
         try:
             validate_model_image(image, n, lm.model.cell, lm.model.brightfield_only)
+            if tiles_image(image.shape, args.tile):  # outputs that cannot fit: refused before any compute
+                check_memory(*image.shape[-2:], n, args.tile or TILE)
         except ValueError as exc:
             raise type(exc)(f"{spec}: {exc}") from None
     _unique_stems(args.inputs, [stem for _, stem in inputs])
@@ -100,11 +104,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     V.check_tile(args.tile, lm.model.cell)
     for image, stem in inputs:
         bar = tqdm(total=args.draws or lm.postprocess.mc_draws, desc=f"{stem}: MC draws", unit="draw")
-
-        def progress(done: int, total: int, bar=bar) -> None:  # draws, or tiles when the image is tiled
-            bar.total = total
-            bar.update(done - bar.n)
-
+        progress = lambda d, t, bar=bar: (setattr(bar, "total", t), bar.update(d - bar.n))  # noqa: E731 (draws or tiles)
         pred, size = segment_at_width(lm.model, image, lm.postprocess, args.worm_width, draws=args.draws,
                                       binarize=args.binarize, device=device, seed=args.seed, progress=progress,
                                       tile=args.tile)
