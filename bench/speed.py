@@ -11,7 +11,9 @@ seeded=True``: draws one at a time, mean-shift seeded by the mean network) and t
 (``predict``'s defaults: batches of 4, unseeded),
 alternating old and new ``--repeats`` times (median of each).  ``--size N`` builds an NxN
 mosaic of the well tiled with its mirror images and runs ``tiling.predict_tiled`` on it
-(time, peak RSS, instances), after one untiled run of the well for the area-scaled reference.
+(time, peak RSS, instances; defaults: ``tiling.TILE`` cores, batch 1), after one untiled run of
+the well (new path) for the area-scaled reference.  ``window_area_ratio``: the pixels the
+network ran on over the image's (the tiles' overlap).
 
 Stages: forward passes (T=1 and T=8, batched), clustering (mean-shift + assignment +
 overlap heuristic per draw), agglomeration, peak ranking; plus the torch mean-shift
@@ -78,9 +80,10 @@ def json_mode(lm, raw: np.ndarray, dev, args) -> dict:
 def size_mode(lm, raw: np.ndarray, dev, args) -> dict:
     """A ``--size`` square mosaic of the well and its mirror images, tiled; plus the well alone."""
     from napari_probseg.inference import predict
-    from napari_probseg.tiling import predict_tiled
+    from napari_probseg.tiling import predict_tiled, tile_grid
 
     post, draws = lm.postprocess, args.draws
+    predict(lm.model, raw, post, 1, device=dev)  # warm-up (kernel creation), as in --json
     t0 = time.perf_counter()
     predict(lm.model, raw, post, draws, device=dev, batch=1, seeded=True).review_items()
     well_s = time.perf_counter() - t0
@@ -90,11 +93,14 @@ def size_mode(lm, raw: np.ndarray, dev, args) -> dict:
     mosaic = np.ascontiguousarray(np.tile(cell, reps)[:, : args.size, : args.size])
     del cell
     t0 = time.perf_counter()
-    tiled = predict_tiled(lm.model, mosaic, post, draws, device=dev, tile=args.tile, batch=1, seeded=True)
+    tiled = predict_tiled(lm.model, mosaic, post, draws, device=dev, tile=args.tile, batch=1)
     labels = tiled.labels()
     sec = time.perf_counter() - t0
     ratio = args.size**2 / (h * w)
+    grid = tile_grid(args.size, args.size, args.tile, align=lm.model.cell)
+    cover = sum((wy.stop - wy.start) * (wx.stop - wx.start) for _, (wy, wx) in grid) / args.size**2
     return {"size": args.size, "seconds": round(sec, 2), "tiles": tiled.tiles, "tile": args.tile,
+            "window_area_ratio": round(cover, 3), "draws": draws,
             "instances": tiled.n_instances, "truncated": tiled.truncated, "labels_max": int(labels.max()),
             "well_all_draws_s": round(well_s, 3), "area_ratio": round(ratio, 2),
             "time_vs_area_scaled_well": round(sec / (ratio * well_s), 2)}
@@ -110,7 +116,7 @@ def main() -> None:
     ap.add_argument("--sklearn-points", type=int, default=20000, help="points for the scikit-learn comparison")
     ap.add_argument("--json", action="store_true", help="issue 17: one JSON line (first result, all draws, old path)")
     ap.add_argument("--size", type=int, default=0, help="with --json: an NxN tiled mosaic instead (e.g. 4096)")
-    ap.add_argument("--tile", type=int, default=1024, help="core side of the tiles for --size")
+    ap.add_argument("--tile", type=int, default=2048, help="core side of the tiles for --size (tiling.TILE)")
     ap.add_argument("--draws", type=int, default=8, help="MC draws for --json and --size (the figures: 8)")
     args = ap.parse_args()
     dev = pick_device(args.device)

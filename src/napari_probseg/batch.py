@@ -196,7 +196,7 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         lm = _cached_model(model_path, model_sha, device)
         image = _read_channels(well, lm.model.brightfield_only)
         pred, size = segment_at_width(lm.model, image, lm.postprocess, config.worm_width, draws=config.draws,
-                                      binarize=config.binarize, device=device, seed=config.seed)
+                                      binarize=config.binarize, device=device, seed=config.seed, tile=config.tile)
         meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files),
                 **config.as_dict(), **size.as_meta()}
         table = measure_prediction(pred, image, input_tags(len(image), lm.model.cfg.in_channels))
@@ -239,20 +239,21 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
               draws: int | None = None, binarize: float | None = None, seed: int = 0, device: str = "cpu",
               workers: int = 1, scheduler: str | None = None, channel_patterns: tuple[str, ...] = DEFAULT_CHANNELS,
               well_regex: str = DEFAULT_WELL_REGEX, max_wells: int | None = None, progress: bool = True,
-              worm_width: float | str | None = "auto") -> BatchResult:
+              worm_width: float | str | None = "auto", tile: int | None = None) -> BatchResult:
     """Segment every well of ``source`` not yet complete in ``out_dir``; rebuild the summary.
 
     ``max_wells`` runs at most that many of the remaining wells (the rest stay pending).
     ``scheduler`` is the address of a running Dask scheduler whose workers see the same
     file system; otherwise a LocalCluster of ``workers`` single-thread processes is used.
     ``worm_width`` (px, 'auto' or 'off'): each well is segmented at the training worm width
-    (``scale.segment_at_width``), its results in the well's own pixels.
+    (``scale.segment_at_width``), its results in the well's own pixels.  ``tile``: ``inference.predict``'s
+    (None: wells of more than 2048x2048 pixels are tiled, 0 never).
     """
     from .checkpoint import load_checkpoint
     from .data import InputError
     from .models import resolve_model
     from .scale import parse_worm_width
-    from .validation import check, check_optional, check_writable_dir
+    from .validation import check, check_optional, check_tile, check_writable_dir
 
     workers = check("workers", workers, "workers")
     max_wells = check_optional("max_wells", max_wells, "max_wells")
@@ -260,6 +261,7 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
     binarize = check_optional("binarize", binarize, "binarize")
     seed = check("seed", seed, "seed")
     worm_width = parse_worm_width(worm_width)
+    tile = check_optional("tile", tile, "tile")
     check_writable_dir(out_dir)
     wells = discover_wells(source, tuple(channel_patterns), well_regex)
     dup = sorted(s for s, n in Counter(w.stem for w in wells).items() if n > 1)
@@ -267,8 +269,9 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
         raise InputError(f"several wells map to the same output name {dup[:5]}; adjust --well-regex")
     path = resolve_model(model).resolve()
     lm = load_checkpoint(path)  # a bad model fails here, before any worker starts
+    check_tile(tile, lm.model.cell)
     config = BatchSettings(lm.sha256, int(draws or lm.postprocess.mc_draws),
-                           float(lm.postprocess.binarize if binarize is None else binarize), int(seed), worm_width)
+                           float(lm.postprocess.binarize if binarize is None else binarize), int(seed), worm_width, tile)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     _refuse_other_inputs(out, wells)

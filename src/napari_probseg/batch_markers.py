@@ -28,9 +28,13 @@ class BatchSettings:
     binarize: float
     seed: int
     worm_width: float | str = "auto"  # px, "auto" or "off" (scale.parse_worm_width); wells resampled by it
+    tile: int | None = None  # --tile (issue 17); None (auto) is left out of the dict: markers made before it match
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["tile"] is None:
+            del d["tile"]
+        return d
 
 
 OUTPUT_KEYS = ("labels", "probabilities", "entropy", "peaks", "review", "worms")

@@ -72,13 +72,16 @@ def _unique_stems(specs: list[str], stems: list[str]) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from . import validation as V
     from .counts import count_inputs, count_interval
     from .data import validate_model_image
     from .devices import pick_device
+    from .inference import tiles_image
     from .measurements import input_tags, measure_prediction
     from .models import load_model
     from .outputs import output_paths, render_overview, write_prediction
     from .scale import segment_at_width
+    from .tiling import TILE, check_memory
     from .validation import check_output_files, check_writable_dir
 
     out = check_writable_dir(args.out)
@@ -91,21 +94,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for spec, (image, _) in zip(args.inputs, inputs):
         try:
             validate_model_image(image, n, lm.model.cell, lm.model.brightfield_only)
+            if tiles_image(image.shape, args.tile):  # outputs that cannot fit: refused before any compute
+                check_memory(*image.shape[-2:], n, args.tile or TILE)
         except ValueError as exc:
             raise type(exc)(f"{spec}: {exc}") from None
     _unique_stems(args.inputs, [stem for _, stem in inputs])
     for _, stem in inputs:
         check_output_files(list(output_paths(out, stem).values()))
+    V.check_tile(args.tile, lm.model.cell)
     for image, stem in inputs:
         bar = tqdm(total=args.draws or lm.postprocess.mc_draws, desc=f"{stem}: MC draws", unit="draw")
+        progress = lambda d, t, bar=bar: (setattr(bar, "total", t), bar.update(d - bar.n))  # noqa: E731 (draws or tiles)
         pred, size = segment_at_width(lm.model, image, lm.postprocess, args.worm_width, draws=args.draws,
-                                      binarize=args.binarize, device=device, seed=args.seed,
-                                      progress=lambda d, t, bar=bar: bar.update(1))
+                                      binarize=args.binarize, device=device, seed=args.seed, progress=progress,
+                                      tile=args.tile)
         bar.close()
         if size.mode != "off":
             print(f"{stem}: {size.describe()}")
-        meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draws), "binarize": pred.binarize,
-                "seed": args.seed, **size.as_meta()}
+        meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draw_counts), "binarize": pred.binarize,
+                "seed": args.seed, **size.as_meta(), **({"tiles": pred.tiles} if getattr(pred, "tiles", 0) else {})}
         raw = image[None] if image.ndim == 2 else image
         table = measure_prediction(pred, raw, input_tags(len(raw), n))  # brightfield alone: w2 columns
         paths = write_prediction(pred, out, stem, meta, image=raw, table=table)
@@ -224,6 +231,17 @@ def add_worm_width_option(parser: argparse.ArgumentParser, default: str = "auto"
                              f"it from the image, 'off' segments at the image's own scale (default: {default})")
 
 
+def add_tile_option(parser: argparse.ArgumentParser) -> None:
+    """``--tile PX`` (predict, batch): tiled inference of issue 17 (bounded memory for big images)."""
+    from . import validation as V
+
+    side = int(V.AUTO_TILE_PX**0.5)
+    parser.add_argument("--tile", type=V.argparse_type("tile", "--tile"), default=None, metavar="PX",
+                        help=f"segment images longer than PX pixels in tiles with cores of PX px (memory bounded by the "
+                             f"tile, worms across tile borders kept whole); 0: never (default: images of more than "
+                             f"{side}x{side} pixels, with 1024 px cores)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import validation as V
 
@@ -246,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="drop objects smaller than this many pixels (default: the model's; lower it for larvae)")
     pr.add_argument("--png", action="store_true", help="also write an overview picture")
     add_worm_width_option(pr)
+    add_tile_option(pr)
     pr.set_defaults(func=cmd_predict)
 
     tr = sub.add_parser("train", help="train or fine-tune a model on BBBC010-style folders")
@@ -323,6 +342,7 @@ def _add_batch_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--max-wells", type=V.argparse_type("max_wells", "--max-wells"), default=None,
                    help="run at most this many remaining wells")
     add_worm_width_option(b)
+    add_tile_option(b)
     b.set_defaults(func=cmd_batch)
 
 
@@ -333,7 +353,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     res = run_batch(args.input, args.out, args.model, draws=args.draws, binarize=args.binarize, seed=args.seed,
                     device=args.device, workers=args.workers, scheduler=args.scheduler,
                     channel_patterns=tuple(args.channel_pattern), well_regex=args.well_regex, max_wells=args.max_wells,
-                    worm_width=args.worm_width)
+                    worm_width=args.worm_width, tile=args.tile)
     failed = [r for r in res.rows if r.get("status") != "ok"]
     worst = [r["well"] for r in res.rows if r.get("status") == "ok"][:5]
     print(f"{res.processed} wells run, {res.skipped} already done, {res.pending} left, "

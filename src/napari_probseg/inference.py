@@ -24,6 +24,7 @@ from .model import UNet
 from .peaks import PATCH, Peak, uncertainty_peaks  # noqa: F401 (re-exported: one copy, torch-free)
 from .postprocess import cluster_draw
 from .uncertainty_metrics import bernoulli_entropy, entropy_map  # noqa: F401 (bernoulli_entropy: re-exported)
+from .validation import AUTO_TILE_PX
 
 
 class Cancelled(Exception):
@@ -324,6 +325,15 @@ def updates_from_input(model: UNet, x: torch.Tensor, post: PostprocessConfig, dr
         yield Update(i + 1, draws, mean, list(stacks), **info)
 
 
+def tiles_image(shape: tuple[int, ...], tile: int | None) -> bool:
+    """Whether ``predict(tile=...)`` segments an image of ``shape`` by tiles: ``tile`` 0 never,
+    None (auto) above ``AUTO_TILE_PX`` pixels, else when a side is longer than ``tile``."""
+    h, w = shape[-2:]
+    if tile is None:
+        return h * w > AUTO_TILE_PX
+    return bool(tile) and max(h, w) > tile
+
+
 def predict(
     model: UNet,
     image: np.ndarray,
@@ -338,6 +348,7 @@ def predict(
     threshold: float | None = None,
     batch: int | None = None,
     seeded: bool = False,
+    tile: int | None = None,
 ) -> Prediction:
     """Raw image [C,H,W] -> per-instance probabilities, binarised instances, entropy, peaks.
 
@@ -347,10 +358,19 @@ def predict(
     gives the same result whatever the global torch RNG holds, and the global RNG is left
     untouched.  ``batch=1, seeded=True`` is issue 17's faster path (``predict_progressive``);
     the defaults give the results of the path before it.  ``threshold=`` is the deprecated name of ``binarize=``.
+    ``tile`` (issue 17): 0 never tiles; None tiles images above ``AUTO_TILE_PX`` pixels with
+    ``tiling.TILE`` cores; a number tiles with cores of that side when the image is longer
+    (``tiling.predict_stitched``: bounded memory until the dense outputs; ``progress`` then
+    counts tiles, and ``seeded`` does not apply).
     """
     if threshold is not None:
         warnings.warn("predict(threshold=...) is deprecated; use binarize=...", DeprecationWarning, stacklevel=2)
         binarize = threshold if binarize is None else binarize
+    if tiles_image(np.shape(image), tile):
+        from .tiling import TILE, predict_stitched
+
+        return predict_stitched(model, image, post, draws, binarize, device, seed, progress, should_stop,
+                                tile=tile or TILE, batch=batch)
     last = None
     for last in predict_progressive(model, image, post, draws, binarize, device, seed, should_stop,
                                     batch=batch, seeded=seeded, first=False):

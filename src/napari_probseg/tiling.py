@@ -2,15 +2,17 @@
 
 The image is validated and normalised once as a whole (``prepare_input``: the same
 percentiles as an untiled run), then cut into a grid of cores of about ``tile`` pixels.
-Each core is segmented in a window grown by ``margin`` on every side, by predict's own
-path (``inference.updates_from_input``: mean network, MC draws, agglomeration).  A window's
-instance is kept by the tile whose core holds its centre (probability-weighted centroid);
-with ``MARGIN`` = 224 px (half the longest BBBC010 worm, 78 px, plus the U-Net's reach of
-~107 px around a pixel), such a worm lies whole inside the window and beyond the reach of
-the window's cut.  Two tiles that kept the
-same worm (its centre on their border) are matched by IoU and one copy stays.
+Each core is segmented in a window grown by ``margin`` on every side and started on a
+multiple of the U-Net's cell (so its outputs in the core equal the whole image's): MC draws
+as ``predict``'s, each draw clustered blob by blob and agglomerated on boxes
+(``sparse``: per-blob clustering keeps a window's result independent of how many worms it
+holds).  A window's instance is kept by the tile whose core holds its centre
+(probability-weighted centroid); with ``MARGIN`` = 224 px (half the longest BBBC010 worm, 78
+px, plus the U-Net's reach of ~107 px around a pixel), such a worm lies whole inside the
+window and beyond the reach of the window's cut.  Two tiles that kept the same worm (its
+centre on their border) are matched by IoU and one copy stays.
 
-Nothing full-size is held per draw or per instance: the draws of one window at a time,
+Nothing full-size is held per draw or per instance: one window's draws at a time, as boxes,
 and each kept instance as its probabilities inside its box.  The full-size outputs are the
 entropy and the label image; ``check_memory`` refuses, before any compute, an image whose
 outputs and input would not fit in the memory available.
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,14 +28,15 @@ import numpy as np
 import torch
 
 from .checkpoint import PostprocessConfig
-from .inference import Prediction, _settings, prepare_input, updates_from_input
+from .inference import Prediction, _check_stop, _settings, forward_draws, prepare_input, uses_bf16
 from .masks import grown_window
 from .model import UNet
 from .peaks import PATCH, Peak, uncertainty_peaks
+from .sparse import Box, agglomerate_boxes, cluster_blobs
 from .uncertainty_metrics import bernoulli_entropy, peak_patches
 from .validation import InputError, OptionError
 
-TILE = 1024  # core side (pixels)
+TILE = 2048  # core side (pixels): at 4096x4096 the windows cover 1.23x the image (1024: 1.76x)
 MARGIN = 224  # context on every side of a core: half the longest BBBC010 worm (155 px) + the U-Net's reach (~107 px)
 SAME_WORM_IOU = 0.5  # two tiles' copies of one worm overlap at least this much (p >= 0.5 masks)
 # bytes per pixel of the full-size arrays: normalised input (4 per channel), its normalisation
@@ -45,6 +47,9 @@ _FIXED_PER_PX = 12
 # working set of one window per pixel (one forward pass of the 19-filter U-Net in bf16 with
 # batch 1, embeddings and clustering); measured order of magnitude, see docs/benchmarks.md
 BYTES_PER_WINDOW_PX = 400
+# the dense outputs per instance and pixel: float32 probabilities, bool instances, the npz's
+# float16 copy, and a float32 temporary while the review list and worm table are computed
+DENSE_BYTES_PER_INSTANCE_PX = 12
 
 
 @dataclass
@@ -93,24 +98,53 @@ class TiledPrediction:
         return lab
 
     def to_prediction(self) -> Prediction:
-        """The dense ``Prediction`` ([N,H,W] arrays): for images whose dense outputs fit (tests, small mosaics)."""
+        """The dense ``Prediction`` ([N,H,W] arrays) the outputs are written from (``check_dense`` first)."""
         probs = np.zeros((len(self.instances), *self.shape), np.float32)
         for k, inst in enumerate(self.instances):
             probs[k][inst.box] = inst.probabilities
-        return Prediction(probs, probs >= self.binarize, self.entropy, uncertainty_peaks(self.entropy, probs), [],
-                          self.binarize, bf16=self.bf16, device=self.device)
+        return StitchedPrediction(probs, probs >= self.binarize, self.entropy, uncertainty_peaks(self.entropy, probs),
+                                  [], self.binarize, bf16=self.bf16, device=self.device, counts=list(self.draw_counts),
+                                  tiles=self.tiles)
+
+    def check_dense(self, available: int | None = None) -> None:
+        """Refuse, before building them, per-instance outputs ([N,H,W]) that would not fit in memory."""
+        need = len(self.instances) * self.shape[0] * self.shape[1] * DENSE_BYTES_PER_INSTANCE_PX
+        have = available_bytes() if available is None else available
+        if need > have:
+            raise InputError(f"the tiled segmentation of this {self.shape[0]}x{self.shape[1]} image found "
+                             f"{len(self.instances)} instances; their per-instance outputs need about "
+                             f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB of memory available: "
+                             "cut the image into parts")
 
 
-def tile_grid(h: int, w: int, tile: int = TILE, margin: int = MARGIN) -> list[tuple[tuple[slice, slice], tuple[slice, slice]]]:
-    """(core, window) slices of each tile, row by row; cores split the image evenly, windows add ``margin``."""
+@dataclass
+class StitchedPrediction(Prediction):
+    """A tiled run's dense ``Prediction``: its draws are not kept (each would be [n,H,W]), their counts are."""
+
+    counts: list[int] = field(default_factory=list)
+    tiles: int = 0
+
+    @property
+    def draw_counts(self) -> list[int]:
+        return list(self.counts)
+
+
+def tile_grid(h: int, w: int, tile: int = TILE, margin: int = MARGIN,
+              align: int = 1) -> list[tuple[tuple[slice, slice], tuple[slice, slice]]]:
+    """(core, window) slices of each tile, row by row; cores split the image evenly, windows add ``margin``.
+
+    A window starts on a multiple of ``align`` (the model's ``cell``): the U-Net's pooling grid
+    then lies where it lies in the whole image, and the window's outputs in its core equal the
+    whole image's (unaligned, the C03-C06 mosaic's cores differed by up to 7 in the embedding).
+    """
     ys = np.linspace(0, h, math.ceil(h / tile) + 1).round().astype(int)
     xs = np.linspace(0, w, math.ceil(w / tile) + 1).round().astype(int)
     out = []
     for y0, y1 in zip(ys[:-1], ys[1:]):
         for x0, x1 in zip(xs[:-1], xs[1:]):
             core = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
-            win = (slice(max(int(y0) - margin, 0), min(int(y1) + margin, h)),
-                   slice(max(int(x0) - margin, 0), min(int(x1) + margin, w)))
+            win = (slice(max(int(y0) - margin, 0) // align * align, min(int(y1) + margin, h)),
+                   slice(max(int(x0) - margin, 0) // align * align, min(int(x1) + margin, w)))
             out.append((core, win))
     return out
 
@@ -155,12 +189,14 @@ def predict_tiled(
     tile: int = TILE,
     margin: int = MARGIN,
     batch: int | None = None,
-    seeded: bool = False,
 ) -> TiledPrediction:
     """Raw image [C,H,W] of any size -> stitched instances, entropy and peaks, tile by tile.
 
     ``progress(done, total)`` counts tiles; ``should_stop()`` is checked before every draw of
-    every tile (raises ``inference.Cancelled``).  Every window uses the same ``seed``.
+    every tile (raises ``inference.Cancelled``).  Every window uses the same ``seed``, so the
+    same dropout masks as an untiled ``predict`` with the same ``batch`` (they drop whole
+    channels, whatever the window's size).  ``batch`` defaults to 1 here: on a 1248 px window
+    a batch of 4 took 1.8x as long per draw and 2.7x the memory (docs/benchmarks.md).
     """
     post, draws, binarize = _settings(post, draws, binarize)
     if tile < 2 * model.cell or margin < 0:
@@ -169,22 +205,23 @@ def predict_tiled(
     h, w = np.shape(image)[-2:]
     check_memory(h, w, model.cfg.in_channels, tile, margin)
     x = prepare_input(image, model)
-    grid = tile_grid(h, w, tile, margin)
+    grid = tile_grid(h, w, tile, margin, align=model.cell)
     kept: list[Instance] = []
-    truncated, counts, info = 0, [0] * draws, {}
+    truncated, counts = 0, [0] * draws
+    bf16 = uses_bf16(device)
+    batch = 1 if batch is None else batch
     for t, (core, win) in enumerate(grid):
-        pred = deque(updates_from_input(model, x[:, win[0], win[1]], post, draws, binarize, device, seed, should_stop,
-                                        batch=batch, seeded=seeded, first=False), maxlen=1)[0].prediction()
-        info = {"bf16": pred.bf16, "device": pred.device}
-        for p in pred.probabilities:
+        roi = (slice(core[0].start - win[0].start, core[0].stop - win[0].start),
+               slice(core[1].start - win[1].start, core[1].stop - win[1].start))
+        stacks = _window_draws(model, x[:, win[0], win[1]], post, draws, device, seed, should_stop, batch, bf16, roi)
+        for p in agglomerate_boxes(stacks):
             inst = _keep(p, core, win, (h, w), t)
-            if inst is None:
-                continue
-            truncated += inst[1]
-            kept.append(inst[0])
+            if inst is not None:
+                truncated += inst[1]
+                kept.append(inst[0])
         # a draw's instances whose centre is in this core (the count interval's per-draw spread)
-        for d, stack in enumerate(pred.draws):
-            counts[d] += sum(_centre_in(m.astype(np.float32), win, core) for m in stack)
+        for d, stack in enumerate(stacks):
+            counts[d] += sum(_centre_in(m, win, core) for m in stack)
         if progress is not None:
             progress(t + 1, len(grid))
     kept = _dedupe(kept)
@@ -193,30 +230,56 @@ def predict_tiled(
         region = entropy[inst.box]
         np.maximum(region, bernoulli_entropy(inst.probabilities).astype(np.float32), out=region)
     return TiledPrediction(kept, entropy, sparse_peaks(entropy, kept), binarize, len(grid), truncated,
-                           draw_counts=counts, **info)
+                           bf16=bf16, device=str(torch.device(device)), draw_counts=counts)
 
 
-def _centre_in(p: np.ndarray, win: tuple[slice, slice], core: tuple[slice, slice]) -> bool:
-    """Whether the probability-weighted centroid of ``p`` (window coordinates) lies in ``core``."""
-    mass = p.sum()
-    if mass <= 0:
+def predict_stitched(model: UNet, image: np.ndarray, post: PostprocessConfig | None = None, draws: int | None = None,
+                     binarize: float | None = None, device: torch.device | str = "cpu", seed: int = 0,
+                     progress: Callable[[int, int], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None, *, tile: int = TILE,
+                     batch: int | None = None) -> Prediction:
+    """``inference.predict``'s result by tiles (its ``tile=`` path): ``predict_tiled``, then the
+    dense outputs if they fit (``TiledPrediction.check_dense``)."""
+    tiled = predict_tiled(model, image, post, draws, binarize, device, seed, progress, should_stop, tile=tile,
+                          batch=batch)
+    tiled.check_dense()
+    return tiled.to_prediction()
+
+
+def _window_draws(model: UNet, xw: torch.Tensor, post: PostprocessConfig, draws: int, device, seed: int,
+                  should_stop, batch: int | None, bf16: bool, roi: tuple[slice, slice]) -> list[list[Box]]:
+    """One window's ``draws`` clustered draws (``updates_from_input``'s draws, clustered per blob;
+    only blobs that reach the core ``roi``: no other can give an instance centred there).
+
+    A model without dropout, or one draw, runs the network once: every draw is the mean network.
+    """
+    cluster = dict(bandwidth=post.bandwidth, cluster_radius=post.cluster_radius, min_size=post.min_size, roi=roi)
+    if draws > 1 and model.dropout_layers():
+        return [cluster_blobs(emb, logits, **cluster, seed=seed + i) for i, (emb, logits) in
+                enumerate(forward_draws(model, xw, draws, device, batch, seed=seed, should_stop=should_stop, bf16=bf16))]
+    _check_stop(should_stop)
+    mean = cluster_blobs(*next(forward_draws(model, xw, 1, device, seed=seed, bf16=bf16)), **cluster, seed=seed)
+    return [mean] * draws
+
+
+def _centre_in(p: Box, win: tuple[slice, slice], core: tuple[slice, slice]) -> bool:
+    """Whether the weighted centroid of ``p`` (window coordinates) lies in ``core`` (image coordinates)."""
+    c = p.centre()
+    if c is None:
         return False
-    cy = float((p.sum(1) * np.arange(p.shape[0])).sum() / mass) + win[0].start
-    cx = float((p.sum(0) * np.arange(p.shape[1])).sum() / mass) + win[1].start
+    cy, cx = c[0] + win[0].start, c[1] + win[1].start
     return core[0].start <= cy < core[0].stop and core[1].start <= cx < core[1].stop
 
 
-def _keep(p: np.ndarray, core, win, shape: tuple[int, int], tile: int) -> tuple[Instance, bool] | None:
-    """The window's instance ``p`` cropped to its box, if its centre is in ``core``; and whether
-    the window's cut (an edge inside the image) crosses it."""
+def _keep(p: Box, core, win, shape: tuple[int, int], tile: int) -> tuple[Instance, bool] | None:
+    """The window's instance ``p`` in image coordinates, if its centre is in ``core``; and
+    whether the window's cut (an edge inside the image) crosses it."""
     if not _centre_in(p, win, core):
         return None
-    rows, cols = np.flatnonzero(p.any(1)), np.flatnonzero(p.any(0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    cut = ((r0 == 0 and win[0].start > 0) or (r1 == p.shape[0] and win[0].stop < shape[0])
-           or (c0 == 0 and win[1].start > 0) or (c1 == p.shape[1] and win[1].stop < shape[1]))
-    crop = np.ascontiguousarray(p[r0:r1, c0:c1], dtype=np.float32)
-    return Instance(int(win[0].start + r0), int(win[1].start + c0), crop, tile), bool(cut)
+    wh, ww = win[0].stop - win[0].start, win[1].stop - win[1].start
+    cut = ((p.y == 0 and win[0].start > 0) or (p.y1 == wh and win[0].stop < shape[0])
+           or (p.x == 0 and win[1].start > 0) or (p.x1 == ww and win[1].stop < shape[1]))
+    return Instance(int(win[0].start + p.y), int(win[1].start + p.x), p.a.astype(np.float32), tile), bool(cut)
 
 
 def _dedupe(kept: list[Instance]) -> list[Instance]:

@@ -46,6 +46,8 @@ class Range:
         return (v > self.lo if self.lo_open else v >= self.lo) and v <= self.hi
 
 
+AUTO_TILE_PX = 2048 * 2048  # inference.predict(tile=None) and --tile's default tile images of more pixels
+
 RANGES: dict[str, Range] = {
     "draws": Range(1, MAX_DRAWS, True, what="Monte-Carlo draws; each costs one forward pass"),
     "binarize": Range(0, 1, False, True, "probability at which a pixel belongs to an instance"),
@@ -57,6 +59,7 @@ RANGES: dict[str, Range] = {
     "lr": Range(0, 1, False, True, "Adam learning rate"),
     "checkpoint_every": Range(1, 10_000_000, True, what="steps"),
     "workers": Range(1, 256, True),
+    "tile": Range(0, 1_000_000, True, what="core side of the tiles in pixels; 0: never tile"),
     "max_wells": Range(0, 10_000_000, True),
     "bandwidth": Range(0, 100, False, True, "mean-shift bandwidth, embedding units"),
     "cluster_radius": Range(0, 100, False, True, "cluster radius, embedding units"),
@@ -69,6 +72,12 @@ def check(name: str, value, flag: str | None = None):
     if not r.ok(value):
         raise OptionError(f"{flag or name} must be {r.text()}, got {value!r}")
     return int(value) if r.integer else float(value)
+
+
+def check_tile(tile: int | None, cell: int) -> None:
+    """A ``--tile`` the model can take (0, None or at least two network cells), checked before any compute."""
+    if tile and tile < 2 * cell:
+        raise OptionError(f"--tile must be 0 (never tile) or at least {2 * cell} pixels for this model, got {tile}")
 
 
 def check_optional(name: str, value, flag: str | None = None):
