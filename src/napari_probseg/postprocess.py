@@ -117,8 +117,8 @@ def mean_shift(
     fixes the random subsets; the result is deterministic given it.
 
     ``init`` (issue 17): centres found earlier on similar points (the mean network's, for
-    an MC draw).  They climb first; then only the points farther than ``SEEDED_REACH``
-    bandwidths from every climbed centre get bin seeds of their own, so a cluster the
+    an MC draw).  They climb and are merged first; then only the points farther than ``SEEDED_REACH``
+    bandwidths from every merged centre get bin seeds of their own, so a cluster the
     earlier centres do not reach is still found, at a fraction of the seeds.
     """
     if points.shape[0] == 0:
