@@ -117,8 +117,8 @@ def mean_shift(
     fixes the random subsets; the result is deterministic given it.
 
     ``init`` (issue 17): centres found earlier on similar points (the mean network's, for
-    an MC draw).  They climb first; then only the points farther than ``SEEDED_REACH``
-    bandwidths from every climbed centre get bin seeds of their own, so a cluster the
+    an MC draw).  They climb and are merged first; then only the points farther than ``SEEDED_REACH``
+    bandwidths from every merged centre get bin seeds of their own, so a cluster the
     earlier centres do not reach is still found, at a fraction of the seeds.
     """
     if points.shape[0] == 0:
@@ -131,7 +131,8 @@ def mean_shift(
     k = _Kernel(pts.contiguous(), bandwidth)
     if init is not None and len(init):
         first = k.climb(init.detach().float().to(pts.device).clone(), iters)
-        far = torch.cdist(all_pts, first).min(1).values > SEEDED_REACH * bandwidth if len(first) else None
+        kept = k.merge(first) if len(first) else first  # the centres the clustering would use
+        far = torch.cdist(all_pts, kept).min(1).values > SEEDED_REACH * bandwidth if len(kept) else None
         rest = all_pts if far is None else all_pts[far]
         more = bin_seeds(rest, bandwidth, max_seeds) if len(rest) else rest
         seeds = torch.cat([first, k.climb(more, iters)])
