@@ -34,9 +34,9 @@ from .model import UNet
 from .peaks import PATCH, Peak, uncertainty_peaks
 from .sparse import Box, agglomerate_boxes, cluster_blobs
 from .uncertainty_metrics import bernoulli_entropy, peak_patches
-from .validation import InputError, OptionError
+from .validation import AUTO_TILE_CORE, InputError, OptionError
 
-TILE = 2048  # core side (pixels): at 4096x4096 the windows cover 1.23x the image (1024: 1.76x)
+TILE = AUTO_TILE_CORE  # core side (pixels), validation says why 2048
 MARGIN = 224  # context on every side of a core: half the longest BBBC010 worm (155 px) + the U-Net's reach (~107 px)
 SAME_WORM_IOU = 0.5  # two tiles' copies of one worm overlap at least this much (p >= 0.5 masks)
 # bytes per pixel of the full-size arrays: normalised input (4 per channel), its normalisation

@@ -47,6 +47,7 @@ class Range:
 
 
 AUTO_TILE_PX = 2048 * 2048  # inference.predict(tile=None) and --tile's default tile images of more pixels
+AUTO_TILE_CORE = 2048  # ... with cores of this side (tiling.TILE): at 4096x4096 the windows cover 1.23x the image (1024: 1.76x)
 
 RANGES: dict[str, Range] = {
     "draws": Range(1, MAX_DRAWS, True, what="Monte-Carlo draws; each costs one forward pass"),
