@@ -164,3 +164,19 @@ def test_cli_refuses_a_tile_the_model_cannot_take(tmp_path, data_dir, capsys, ti
     rc = main(["predict", str(tmp_path / "C10.tif"), "--out", str(tmp_path / "o"), "--tile", tile])
     err = capsys.readouterr().err
     assert rc == 2 and "--tile" in err and "Traceback" not in err and not (tmp_path / "o" / "C10_labels.tif").exists()
+
+
+def test_a_field_of_four_wells_is_tiled_by_default_and_keeps_every_wells_worms(bundled, data_dir):
+    """A 1040x1392 field is above ``AUTO_TILE_PX``: ``predict``'s default clusters each blob alone.
+    Clustered as a whole the same field lost 15 of 57 worms (distant worms shared a cluster;
+    docs/benchmarks.md), so the default must not fall back to whole-image clustering here."""
+    from napari_probseg.inference import predict
+    from napari_probseg.validation import AUTO_TILE_PX
+
+    wells = available_wells(data_dir, "test")[0][4:8]
+    imgs = [load_image(data_dir, w) for w in wells]
+    field = np.concatenate([np.concatenate(imgs[:2], 2), np.concatenate(imgs[2:], 2)], 1)
+    assert field.shape[1] * field.shape[2] > AUTO_TILE_PX
+    post = bundled.postprocess
+    alone = sum(predict(bundled.model, im, post, draws=1).n_instances for im in imgs)
+    assert abs(predict(bundled.model, field, post, draws=1).n_instances - alone) <= 1

@@ -247,7 +247,7 @@ def run_batch(source: str | Path, out_dir: str | Path, model: str | Path = "bbbc
     file system; otherwise a LocalCluster of ``workers`` single-thread processes is used.
     ``worm_width`` (px, 'auto' or 'off'): each well is segmented at the training worm width
     (``scale.segment_at_width``), its results in the well's own pixels.  ``tile``: ``inference.predict``'s
-    (None: wells of more than 2048x2048 pixels are tiled, 0 never).
+    (None: wells of more than validation.AUTO_TILE_PX pixels are tiled, 0 never).
     """
     from .checkpoint import load_checkpoint
     from .data import InputError

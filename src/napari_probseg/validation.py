@@ -46,7 +46,12 @@ class Range:
         return (v > self.lo if self.lo_open else v >= self.lo) and v <= self.hi
 
 
-AUTO_TILE_PX = 2048 * 2048  # inference.predict(tile=None) and --tile's default tile images of more pixels
+# inference.predict(tile=None) and --tile's default tile images of more pixels.  Not only for memory: the
+# embeddings keep worms of one 384-px training crop apart, so a field much larger than a BBBC010 well
+# clustered as a whole can put distant worms in one cluster (a 1040x1392 field of 4 test wells: 42
+# instances against 57 for the wells alone); the tiled path clusters each blob alone (57).  Wells
+# (520x696) and their network views at any magnification stay below it, untiled as measured.
+AUTO_TILE_PX = 1024 * 1024
 AUTO_TILE_CORE = 2048  # ... with cores of this side (tiling.TILE): at 4096x4096 the windows cover 1.23x the image (1024: 1.76x)
 
 RANGES: dict[str, Range] = {
