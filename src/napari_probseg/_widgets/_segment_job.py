@@ -145,7 +145,7 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
 
     from ..checkpoint import CheckpointError
     from ..data import InputError
-    from ..inference import Cancelled, predict_progressive
+    from ..inference import Cancelled, predict, predict_progressive, tiles_image
     from ..models import load_model
     from ..scale import network_view
 
@@ -156,7 +156,7 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
         lm.postprocess = replace(lm.postprocess, min_size=job.min_size)
         run = dict(binarize=job.binarize, device=job.device, seed=job.seed, should_stop=stop.is_set)
         first = True  # the run's mean pass is still to come
-        if job.worm_width == "auto":
+        if job.worm_width == "auto" and not tiles_image(job.image.shape, None):
             own = predict_progressive(lm.model, job.image, lm.postprocess, job.draws, **run)
             last, held = next(own), (OWN_SCALE, _same)
             own.close()
@@ -166,6 +166,11 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
             first = scale.factor != 1.0  # resampled: the pass above was at another scale
         else:
             scale, image, mapped = network_view(lm.model, job.image, job.worm_width, job.device, stop.is_set)
+        if tiles_image(image.shape, None):
+            # a field this large clustered whole can put distant worms in one cluster: predict's tiled
+            # path clusters each blob alone (validation.AUTO_TILE_PX); its progress counts tiles
+            pred = predict(lm.model, image, lm.postprocess, job.draws, progress=relay.progress.emit, **run)
+            return finish(job, lm, mapped(pred), t0, scale, job.draws)
         shown = -float("inf") if first else time.perf_counter()
         for last in predict_progressive(lm.model, image, lm.postprocess, job.draws, first=first, **run):
             held = (scale, mapped)
