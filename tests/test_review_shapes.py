@@ -65,3 +65,21 @@ def test_fit_weighs_only_the_features_it_may_use():
     w_base, _ = fit_weights(wells, use=BASE_FEATURES)
     assert w_all[FEATURES.index("min_soft_iou")] < -1  # learned from all features
     assert all(v == 0 for f, v in zip(FEATURES, w_base) if f not in BASE_FEATURES)  # the others stay 0
+
+
+def test_skeletons_are_skipped_only_when_the_scoring_gives_them_no_weight():
+    from napari_probseg.review import FEATURES, score_candidates
+    from napari_probseg.review_features import SKELETON_FEATURES
+
+    shipped = ReviewConfig()
+    assert not shipped.needs_skeletons  # the shipped rule weighs no skeleton feature
+    k = FEATURES.index("max_endpoints")
+    weighted = replace(shipped, weights=tuple(1.0 if i == k else w for i, w in enumerate(shipped.weights)))
+    assert weighted.needs_skeletons and not replace(weighted, scoring="mass").needs_skeletons
+    full, quick = candidates(CLUMP, 0.75, shipped), candidates(CLUMP, 0.75, shipped, skeletons=False)
+    assert [(c.y, c.x, c.instances) for c in full] == [(c.y, c.x, c.instances) for c in quick]
+    np.testing.assert_allclose(score_candidates(full, shipped), score_candidates(quick, shipped))
+    # the skeletons were really skipped: the skeleton features differ, and nothing else does
+    assert any(c.features[f] != q.features[f] for c, q in zip(full, quick) for f in SKELETON_FEATURES)
+    assert all(c.features[f] == q.features[f] for c, q in zip(full, quick) for f in FEATURES
+               if f not in SKELETON_FEATURES)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .review_candidates import FEATURES, Candidate, candidates
+from .review_features import SKELETON_FEATURES
 
 # kind -> (what the proofreader reads, default suggested fix)
 KINDS = {
@@ -52,9 +53,9 @@ SHIPPED_MIN_SCORE = 12.0
 class ReviewConfig:
     """The grouping and the ranking rule (see docs/review.md for how each value was chosen).
 
-    ``scoring="mass"`` (shipped): the item's disputed mass; ``scoring="model"``: score =
+    ``scoring="mass"``: the item's disputed mass; ``scoring="model"`` (shipped): score =
     100 / (1 + exp(-(intercept + weights . features))), the estimated chance in percent that
-    the item lies on a real error (needs weights from ``review_fit``; the shipped zeros give 50).
+    the item lies on a real error (weights from ``review_fit``).
     """
 
     weight: str = "minority"  # per-pixel uncertainty: "minority" 2 min(p, 1-p), or "entropy" H(p) / ln 2
@@ -70,6 +71,11 @@ class ReviewConfig:
     weights: tuple[float, ...] = SHIPPED_WEIGHTS
     intercept: float = SHIPPED_INTERCEPT
     min_score: float = SHIPPED_MIN_SCORE  # default list: items with at least this score
+
+    @property
+    def needs_skeletons(self) -> bool:
+        """Whether the scoring weighs a skeleton feature (else ``instance_stats`` skips the skeletons)."""
+        return self.scoring == "model" and any(w != 0 for f, w in zip(FEATURES, self.weights) if f in SKELETON_FEATURES)
 
 
 @dataclass
@@ -113,7 +119,7 @@ def review_items(probabilities: np.ndarray, threshold: float = 0.75, cfg: Review
     prob = np.asarray(probabilities, dtype=np.float32)
     if prob.ndim != 3 or len(prob) == 0:
         return []
-    cands = candidates(prob, threshold, cfg)
+    cands = candidates(prob, threshold, cfg, skeletons=cfg.needs_skeletons)
     scores = score_candidates(cands, cfg)
     items = [ReviewItem(round(float(s), 2), c.y, c.x, c.kind, c.instances, c.fix, c.area) for s, c in zip(scores, cands)]
     items.sort(key=lambda it: (-it.score, it.y, it.x))

@@ -228,7 +228,7 @@ def _outline_parts(prob: np.ndarray, threshold: float, regions: list[_Region], c
 KIND_ORDER = ("merge", "missed", "false", "border")  # a merged candidate says the most specific suspicion
 
 
-def candidates(prob: np.ndarray, threshold: float, cfg) -> list[Candidate]:
+def candidates(prob: np.ndarray, threshold: float, cfg, skeletons: bool = True) -> list[Candidate]:
     """The merged candidates of one prediction's probabilities [N,H,W] (unsorted, unscored)."""
     regions = [r for i in range(len(prob)) for r in _regions(prob, i, cfg)]
     parts = _region_parts(prob, threshold, regions, cfg) + _outline_parts(prob, threshold, regions, cfg)
@@ -242,7 +242,7 @@ def candidates(prob: np.ndarray, threshold: float, cfg) -> list[Candidate]:
                 pairs.append((owner[i], k))
             else:
                 owner[i] = k
-    st = instance_stats(prob, threshold)
+    st = instance_stats(prob, threshold, skeletons)
     out = []
     for comp in _union_find(len(parts), pairs if cfg.merge_parts else []):
         ps = [parts[k] for k in comp]

@@ -34,10 +34,15 @@ FEATURES = (
     "log_width_max",  # widest log(area / length, against the median): two worms side by side
 )
 BASE_FEATURES = FEATURES[:12]  # disagreement, size and contact (the rule before the shape features)
+# the features that need each instance's skeleton, the costly part of ``instance_stats``
+SKELETON_FEATURES = ("max_endpoints", "max_branches", "log_length_min", "log_length_max", "log_width_max")
 
 
-def instance_stats(prob: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
-    """Per-instance numbers the features are built from (``prob``: [N,H,W])."""
+def instance_stats(prob: np.ndarray, threshold: float, skeletons: bool = True) -> dict[str, np.ndarray]:
+    """Per-instance numbers the features are built from (``prob``: [N,H,W]).
+
+    ``skeletons=False`` skips the skeletons: the ``SKELETON_FEATURES`` then hold placeholder
+    values, for a scoring that gives them no weight (the shipped one)."""
     n = len(prob)
     flat = prob.reshape(n, -1)
     half = flat >= 0.5
@@ -48,7 +53,8 @@ def instance_stats(prob: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
     support = (flat > 0.01).sum(1)
     unsure = ((flat >= 0.2) & (flat <= 0.8)).sum(1)
     mean_p = np.array([flat[k][half[k]].mean() if area[k] else 0.0 for k in range(n)])
-    shape = np.array([_shape(prob[k], threshold) for k in range(n)]).reshape(n, 4)
+    shape = (np.array([_shape(prob[k], threshold) for k in range(n)]).reshape(n, 4) if skeletons
+             else np.zeros((n, 4)))
     length = shape[:, 2]
     ok = binarised & (length > 0)
     med_len = float(np.median(length[ok])) if ok.any() else 1.0
