@@ -67,7 +67,8 @@ class WellScaler:
         image, gt = load_image(data_dir, well, channels), load_masks(data_dir, well)
         if self.resample == 1.0:
             return image, gt
-        return resample_image(image, self.resample), resample_masks(gt, self.resample)
+        # the simulated magnification stays linear, whatever the user path's upsampling does
+        return resample_image(image, self.resample, order=1), resample_masks(gt, self.resample)
 
     def segment(self, well: str, model, image: np.ndarray, post, draws: int, binarize: float, device, seed: int):
         """``segment_at_width`` with this run's setting; the width used is kept for metrics.json."""
