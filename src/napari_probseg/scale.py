@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .validation import OptionError
+from .validation import AUTO_TILE_PX, OptionError
 
 if TYPE_CHECKING:  # torch loads only when a network runs: the CLI parser imports this module
     import torch
@@ -37,6 +37,8 @@ TOLERANCE = 0.1
 # The full-size look runs only when the half-size one finds nothing (worms under ~4 px wide);
 # no enlarged look: on an empty field (outside the well) the network finds texture there.
 FIRST_LOOK = (0.5, 1.0)
+FOREGROUND_TILE = 1024  # above AUTO_TILE_PX the width passes run by windows with cores of this side ...
+FOREGROUND_MARGIN = 128  # ... and this much context: more than the U-Net's reach (~107 px)
 REFINE_AT = 0.85  # the refining look puts the worms at 85% of the training width: a margin below 1.1x
 MODES = ("auto", "off")
 WIDTH_RANGE = (round(TRAINING_WORM_WIDTH / MAX_FACTOR, 1), round(TRAINING_WORM_WIDTH / MIN_FACTOR))
@@ -104,21 +106,38 @@ def worm_width(mask: np.ndarray) -> float | None:
     return float(2 * values[n // 4: n - n // 10].mean() - 0.5)
 
 
-def foreground_probability(model: UNet, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
-    """Mean-network probability of worm or overlap (softmax) of a raw image: one forward pass."""
+def foreground_probability(model: UNet, image: np.ndarray, device: torch.device | str = "cpu",
+                           tile: int | None = None) -> np.ndarray:
+    """Mean-network probability of worm or overlap (softmax) of a raw image.
+
+    One forward pass, or one per window when the image is above ``AUTO_TILE_PX`` (``tile`` None;
+    0 never, a number: cores of that side): a whole 4096x4096 plate scan, or its 0.85x refining
+    look, would need several GB of activations.  Windows are cut from the input normalised as a
+    whole, on the U-Net's pooling grid, with ``FOREGROUND_MARGIN`` px of context: the cores
+    then match the whole-image pass (tests/test_scale_tiled.py)."""
     import torch
 
     from .inference import prepare_input
+    from .tiling import tile_grid
 
-    x = prepare_input(image, model)[None].to(device)
+    x = prepare_input(image, model)
+    h, w = x.shape[-2:]
+    side = (FOREGROUND_TILE if h * w > AUTO_TILE_PX else 0) if tile is None else int(tile)
+    grid = tile_grid(h, w, side, FOREGROUND_MARGIN, align=model.cell) if side and max(h, w) > side else \
+        [((slice(0, h), slice(0, w)),) * 2]
+    out = np.zeros((h, w), np.float32)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            _, logits = model(x)
+            for core, win in grid:
+                _, logits = model(x[(slice(None), *win)][None].to(device))
+                p = torch.softmax(logits[0].float(), 0)[1:].sum(0).cpu().numpy()
+                out[core] = p[core[0].start - win[0].start:core[0].stop - win[0].start,
+                              core[1].start - win[1].start:core[1].stop - win[1].start]
     finally:
         model.train(was_training)
-    return torch.softmax(logits[0].float(), 0)[1:].sum(0).cpu().numpy()
+    return out
 
 
 def foreground(model: UNet, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
