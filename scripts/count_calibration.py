@@ -40,7 +40,7 @@ def main() -> None:
     m = json.loads(Path(args.metrics).read_text())
     c = m["counts"]
     inputs = c["inputs"]
-    if not all(has_evidence(i) for i in inputs.values()):
+    if not all(has_evidence(i) and "core_uncertain" in i for i in inputs.values()):
         print("recomputing the count inputs (with the per-instance evidence) from predictions/*.npz")
         inputs = recomputed_inputs(m, Path(args.metrics).parent)
     truth = {w: r["true"] for w, r in c["per_well"].items()}
