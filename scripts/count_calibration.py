@@ -28,7 +28,8 @@ def recomputed_inputs(metrics: dict, folder: Path) -> dict[str, dict]:
     for w in metrics["counts"]["inputs"]:
         with np.load(folder / "predictions" / f"{w}.npz") as z:
             probs = z["all_probabilities"].astype(np.float32)
-            out[w] = count_inputs(probs, probs >= metrics["binarize"], [int(v) for v in z["draw_counts"]])
+            draws = [int(v) for v in z["draw_counts"]] if "draw_counts" in z.files else []  # older runs lack them
+            out[w] = count_inputs(probs, probs >= metrics["binarize"], draws)
     return out
 
 
