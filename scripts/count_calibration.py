@@ -28,7 +28,8 @@ def recomputed_inputs(metrics: dict, folder: Path) -> dict[str, dict]:
     for w in metrics["counts"]["inputs"]:
         with np.load(folder / "predictions" / f"{w}.npz") as z:
             probs = z["all_probabilities"].astype(np.float32)
-            out[w] = count_inputs(probs, probs >= metrics["binarize"], [int(v) for v in z["draw_counts"]])
+            draws = [int(v) for v in z["draw_counts"]] if "draw_counts" in z.files else []  # older runs lack them
+            out[w] = count_inputs(probs, probs >= metrics["binarize"], draws)
     return out
 
 
@@ -40,7 +41,7 @@ def main() -> None:
     m = json.loads(Path(args.metrics).read_text())
     c = m["counts"]
     inputs = c["inputs"]
-    if not all(has_evidence(i) for i in inputs.values()):
+    if not all(has_evidence(i) and "core_uncertain" in i for i in inputs.values()):
         print("recomputing the count inputs (with the per-instance evidence) from predictions/*.npz")
         inputs = recomputed_inputs(m, Path(args.metrics).parent)
     truth = {w: r["true"] for w, r in c["per_well"].items()}

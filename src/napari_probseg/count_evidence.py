@@ -13,12 +13,15 @@ Plain numpy/scipy/skimage: no Qt, no napari.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 from scipy.sparse.csgraph import connected_components
 
 from .measurements import _skeleton_graph, shape_measures
 
 AT = 0.5  # an instance's mask for the evidence: pixels found in at least half the draws
 RAGGED_LENGTH = 1.5  # the ragged rule looks only at instances this many times the median length
+CORE = 2.0  # core_uncertain looks at the mask's pixels at least this far (px) from its edge
+MERGE_PROBABILITY_AREA = 1.2  # the mean-probability merge rule looks only at instances this many times the median area
 
 
 def end_branches(mask: np.ndarray) -> list[float]:
@@ -52,19 +55,36 @@ def end_branches(mask: np.ndarray) -> list[float]:
     return [round(float(weight[comp[p]] + touches_junction[comp[p]]), 1) for p in pos]
 
 
+def core_uncertain(p: np.ndarray, mask: np.ndarray, core: float = CORE) -> float:
+    """Share of the mask's core (pixels at least ``core`` px inside its edge) that not every draw
+    found (p < 1).  A single worm is found whole by every draw, whatever its outline does, so
+    its core is certain; two worms merged at a crossing are split differently by different
+    draws, so part of their core is not.  0 for a mask without core."""
+    if not mask.any():
+        return 0.0
+    ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    box = (slice(max(ys[0] - 1, 0), ys[-1] + 2), slice(max(xs[0] - 1, 0), xs[-1] + 2))
+    inner = ndi.distance_transform_edt(mask[box]) >= core
+    return round(float((p[box][inner] < 1.0 - 1e-3).mean()), 4) if inner.any() else 0.0
+
+
 def instance_evidence(probabilities: np.ndarray, at: float = AT) -> dict[str, list]:
     """Per instance of ``probabilities`` [N,H,W]: skeleton length, mean probability and end
-    branch lengths of its p >= ``at`` mask (JSON-friendly; zeros and [] for an empty mask)."""
-    length, mean_p, ends = [], [], []
+    branch lengths of its p >= ``at`` mask (JSON-friendly; zeros and [] for an empty mask), and
+    its probability mass (sum of p over all its pixels: draws x pixels / T, also below ``at``)
+    and the share of its core that not every draw found (``core_uncertain``)."""
+    length, mean_p, ends, core = [], [], [], []
+    mass = [round(float(p.sum(dtype=np.float64)), 1) for p in probabilities]
     for p in probabilities:
         m = p >= at
         if not m.any():
-            length.append(0.0), mean_p.append(0.0), ends.append([])
+            length.append(0.0), mean_p.append(0.0), ends.append([]), core.append(0.0)
             continue
         length.append(round(float(shape_measures(m)["length_px"]), 1))
         mean_p.append(round(float(p[m].mean()), 4))
         ends.append(end_branches(m))
-    return {"length": length, "mean_p": mean_p, "ends": ends}
+        core.append(core_uncertain(p, m))
+    return {"length": length, "mean_p": mean_p, "ends": ends, "mass": mass, "core_uncertain": core}
 
 
 def has_evidence(inp: dict) -> bool:
@@ -73,7 +93,9 @@ def has_evidence(inp: dict) -> bool:
 
 
 def evidence_weights(inp: dict, q: np.ndarray, merge_ratio: float, end_widths: float, end_min_area: float,
-                     sub_weight: str, ragged_probability: float) -> np.ndarray:
+                     sub_weight: str, ragged_probability: float, merge_probability: float = 0.0,
+                     merge_probability_area: float = MERGE_PROBABILITY_AREA, end_max_probability: float = 0.0,
+                     thin_width: float = 0.0, faint_weight: str = "zero", end_min_core: float = 0.0) -> np.ndarray:
     """How many worms each instance adds to the ``evidence`` count.
 
     0 for an instance with no p >= 0.5 pixel or seen in one draw only (``q`` is 0 there), and
@@ -83,6 +105,19 @@ def evidence_weights(inp: dict, q: np.ndarray, merge_ratio: float, end_widths: f
     like two worms: area at least ``merge_ratio`` x the median (0: off), or three or more end
     branches longer than ``end_widths`` x the median worm width (0: off) with an area at
     least ``end_min_area`` x the median.
+
+    Rules from the 2-fold error analysis of issue 18 (each off at its default; docs/measurements.md):
+    ``merge_probability``: an instance of at least ``merge_probability_area`` x the median area
+    whose mean probability is below this counts 2 (two touching worms that some draws separate:
+    their shared mask is uncertain, a single worm's is found whole by every draw);
+    ``end_max_probability``: the end-branch rule only fires below this mean probability (a
+    single worm with a skeleton spur is certain; a crossing's arms are not);
+    ``end_min_core``: ... and only when at least this share of the instance's core was missed by
+    some draw (``core_uncertain``; the same idea without the outline's pixels, which every worm has);
+    ``thin_width``: a long instance (as for the ragged rule) narrower than this x the median
+    worm width counts 0 too (strips along the well's rim are thinner than worms);
+    ``faint_weight`` "mass": an instance seen in two or more draws that has no p >= 0.5 pixel
+    counts min(1, its probability mass / the median area) instead of 0 (a worm most draws miss).
     """
     area = np.asarray(inp["area"], float)
     kept = np.asarray(inp["binarised"], bool)
@@ -97,12 +132,25 @@ def evidence_weights(inp: dict, q: np.ndarray, merge_ratio: float, end_widths: f
     med_w = float(np.median(area[ok_len] / length[ok_len])) if ok_len.any() else 0.0
     ar = area / med_a if med_a > 0 else np.ones(n)
     base = np.where(kept, 1.0, q if sub_weight == "q" else 1.0) * ((area > 0) & (q > 0))
+    mean_p = np.asarray(inp.get("mean_p", [1.0] * n), float)
     two = (ar >= merge_ratio) if merge_ratio > 0 else np.zeros(n, bool)
     if end_widths > 0 and med_w > 0 and "ends" in inp:
         long_ends = np.array([sum(b >= end_widths * med_w for b in e) for e in inp["ends"]])
-        two |= (long_ends >= 3) & (ar >= end_min_area)
+        gate = mean_p < end_max_probability if end_max_probability > 0 else np.ones(n, bool)
+        if end_min_core > 0:
+            gate &= np.asarray(inp.get("core_uncertain", [1.0] * n), float) >= end_min_core
+        two |= (long_ends >= 3) & (ar >= end_min_area) & gate
+    if merge_probability > 0 and "mean_p" in inp:
+        two |= (ar >= merge_probability_area) & (mean_p < merge_probability)
     weights = base * np.where(two, 2.0, 1.0)
-    if ragged_probability > 0 and med_l > 0 and "mean_p" in inp:
-        ragged = (length >= RAGGED_LENGTH * med_l) & (np.asarray(inp["mean_p"], float) < ragged_probability)
-        weights[ragged] = 0.0
+    if faint_weight == "mass" and med_a > 0 and "mass" in inp:
+        faint = (area == 0) & (q > 0)
+        weights[faint] = np.minimum(np.asarray(inp["mass"], float)[faint] / med_a, 1.0)
+    if med_l > 0 and "mean_p" in inp:
+        long = length >= RAGGED_LENGTH * med_l
+        if ragged_probability > 0:
+            weights[long & (mean_p < ragged_probability)] = 0.0
+        if thin_width > 0 and med_w > 0:
+            width = np.divide(area, length, out=np.zeros(n), where=length > 0)
+            weights[long & (width < thin_width * med_w)] = 0.0
     return weights

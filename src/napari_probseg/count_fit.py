@@ -33,6 +33,9 @@ END_WIDTHS = (0.0, 1.2, 1.8, 3.0)
 END_MIN_AREAS = (0.0, 1.1)
 SUB_WEIGHTS = ("q", "one")
 RAGGED = (0.75, 0.0)  # on first: where no well of the fold has a ragged instance the two tie (D11, docs)
+# the end-branch rule only where this share of the instance's core was missed by some draw (0: always);
+# tried after the plain grid, so that a tie keeps the rule ungated (issue 18, docs/measurements.md)
+END_MIN_CORES = (0.02, 0.05, 0.1)
 
 
 def fit_calibration(inputs: list[dict], truth: list[int], estimator: str | Calibration, level: float = 0.9,
@@ -96,9 +99,10 @@ def _coverage_of(results: list[CountResult], truth: list[int]) -> float:
 
 def candidate_shapes(level: float = 0.9, evidence: bool = True) -> list[Calibration]:
     """Every estimator, the area ones with each merge ratio and cap, the evidence one with each
-    combination of its rules (bias and sigma0 still to fit); ``evidence`` False leaves it out
-    (inputs saved before the evidence existed)."""
-    out = []
+    combination of its rules (bias and sigma0 still to fit), then the evidence shapes with an
+    end-branch rule again with each core gate (``END_MIN_CORES``); ``evidence`` False leaves the
+    evidence estimator out (inputs saved before the evidence existed)."""
+    out, gated = [], []
     for est in ESTIMATORS:
         if est in AREA_ESTIMATORS:
             out += [Calibration(est, 0.0, 0.0, level, r, m) for r, m in product(MERGE_RATIOS, MAX_MULTIPLICITIES)]
@@ -109,9 +113,11 @@ def candidate_shapes(level: float = 0.9, evidence: bool = True) -> list[Calibrat
                 if e == 0 and a > 0:
                     continue  # the least area only matters to the end-branch rule
                 out.append(Calibration(est, 0.0, 0.0, level, r, 2, e, a, s, g))
+                if e > 0:
+                    gated += [replace(out[-1], end_min_core=c) for c in END_MIN_CORES]
         else:
             out.append(Calibration(est, 0.0, 0.0, level, MERGE_RATIO, 0))
-    return out
+    return out + gated
 
 
 def choose_calibration(inputs: list[dict], truth: list[int], level: float = 0.9) -> Calibration:

@@ -54,16 +54,25 @@ class Calibration:
     end_min_area: float = 0.0  # ... three such ends make a merge from this many times the median area
     sub_weight: str = "q"  # an instance below the binarisation cut counts its q ("q") or 1 ("one")
     ragged_probability: float = 0.0  # long instances with a lower mean probability count 0 (0: off)
+    # rules added for issue 18 (count_evidence.evidence_weights; each off at its default)
+    merge_probability: float = 0.0  # a large instance with a lower mean probability counts 2 (0: off)
+    merge_probability_area: float = 1.2  # ... from this many times the median area
+    end_max_probability: float = 0.0  # the end-branch rule only below this mean probability (0: always)
+    thin_width: float = 0.0  # long instances narrower than this x the median width count 0 (0: off)
+    faint_weight: str = "zero"  # instances with no p >= 0.5 pixel count 0 ("zero") or their mass ("mass")
+    end_min_core: float = 0.0  # the end-branch rule only from this core_uncertain share (0: always)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 # Shipped for bbbc010-concrete v4: count_fit.choose_calibration on all 47 test wells (scripts/count_calibration.py on
-# eval/bbbc010-concrete/metrics.json); by the 2-fold protocol (the folds chose evidence, ratio 1.5 + ends 1.2 widths,
-# and evidence, ends 3.0 widths): MAE 0.57, coverage 94%, width 2.6 (docs/measurements.md).
-DEFAULT_CALIBRATION = Calibration("evidence", bias=0.0, sigma0=0.65, level=0.9, merge_ratio=1.5, max_multiplicity=2,
-                                  end_widths=1.2, end_min_area=1.1, sub_weight="one", ragged_probability=0.75)
+# eval/bbbc010-concrete/metrics.json); by the 2-fold protocol (the folds chose evidence, ratio 1.5 + ends 1.2 widths
+# from 1.1 x the area, end rule gated at a core share of 0.02 and of 0.05): MAE 0.38, coverage 91.5%, width 2.2
+# (docs/measurements.md).
+DEFAULT_CALIBRATION = Calibration("evidence", bias=0.0, sigma0=0.55, level=0.9, merge_ratio=1.5, max_multiplicity=2,
+                                  end_widths=1.2, end_min_area=1.1, sub_weight="one", ragged_probability=0.75,
+                                  end_min_core=0.05)
 
 
 @dataclass
@@ -143,7 +152,9 @@ def instance_weights(inp: dict, cal: Calibration) -> np.ndarray:
     if "weights" in inp:  # a subset of an image's instances (subset_inputs)
         return np.asarray(inp["weights"], float)
     return evidence_weights(inp, repeated(inp), cal.merge_ratio, cal.end_widths, cal.end_min_area,
-                            cal.sub_weight, cal.ragged_probability)
+                            cal.sub_weight, cal.ragged_probability, cal.merge_probability,
+                            cal.merge_probability_area, cal.end_max_probability, cal.thin_width, cal.faint_weight,
+                            cal.end_min_core)
 
 
 def spread(inp: dict) -> float:
