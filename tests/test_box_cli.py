@@ -69,3 +69,30 @@ def test_napari_opens_the_box_file_as_a_session_or_as_layers_when_too_large(mosa
     layers = viewer.open(str(out / "plate_probabilities.npz"), plugin="napari-probseg")
     assert [la.metadata.get("probseg_role") for la in layers] == ["entropy", "labels"]
     np.testing.assert_array_equal(viewer.layers["plate labels"].data, labels)
+
+
+def test_batch_writes_a_well_from_boxes_at_another_scale(tmp_path, data_dir, monkeypatch):
+    """``probseg batch``'s worker on the box path, with the worm width given as 1.25x the
+    training width: the well is segmented at 0.8x, tiled, and its boxes mapped back."""
+    from napari_probseg.batch import WellInput, process_well
+    from napari_probseg.batch_markers import BatchSettings
+    from napari_probseg.models import load_model
+    from napari_probseg.scale import TRAINING_WORM_WIDTH
+
+    lm = load_model("bbbc010-concrete")
+    img = load_image(data_dir, "C10")[:, 100:356, 150:470]
+    files = []
+    for c, tag in enumerate(("w1", "w2")):
+        tifffile.imwrite(tmp_path / f"p_C10_{tag}_.tif", img[c])
+        files.append(str(tmp_path / f"p_C10_{tag}_.tif"))
+    monkeypatch.setattr(boxes, "DENSE_LIMIT_BYTES", 0)
+    settings = BatchSettings(lm.sha256, 2, 0.75, 0, TRAINING_WORM_WIDTH / 0.8, tile=128)
+    row = process_well(WellInput("C10", tuple(files), ("_w1_", "_w2_")), str(tmp_path / "out"), lm.path, lm.sha256,
+                       settings)
+    assert row["status"] == "ok" and row["scale_factor"] == pytest.approx(0.8), row
+    npz = tmp_path / "out" / "C10_probabilities.npz"
+    pred, inst, meta = box_file.load(npz)
+    assert pred.shape == (256, 320) and pred.n_instances >= 3 and meta["scale_factor"] == pytest.approx(0.8)
+    labels = labels_from_instances(box_file.dense_arrays(pred, inst)[1])
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "C10_labels.tif"), labels)
+    assert row["instances"] == pred.n_instances and {"count", "count_low", "count_high"} <= set(row)
