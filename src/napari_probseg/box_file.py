@@ -122,7 +122,9 @@ def load(path: str | Path) -> tuple[BoxPrediction, np.ndarray, dict]:
             raise SessionError(f"{path} is damaged ({type(exc).__name__}: {exc})") from exc
         except DAMAGE as exc:
             raise SessionError(f"{path} is damaged ({type(exc).__name__}: {exc})") from exc
-    pred.counts = [int(v) for v in meta.get("draw_counts", [])] if isinstance(meta.get("draw_counts"), list) else []
+    counts = meta.get("draw_counts")
+    if isinstance(counts, list) and all(isinstance(v, int) for v in counts):
+        pred.counts = counts  # the count interval's per-draw spread; anything else in meta is left alone
     return pred, inst, meta
 
 
