@@ -74,3 +74,15 @@ def _items_layer(session: Session, base: dict, geo: dict) -> LayerData:
                   "face_color": "transparent", "border_color": "cyan", "border_width": 0.12, "features": features,
                   "text": {"string": "{label}", "color": "cyan", "size": 10, "anchor": "upper_left"},
                   "metadata": {**base, "probseg_role": "items"}, **geo}, "points")
+
+
+def box_layer_data(pred, name: str, meta: dict) -> list[LayerData]:
+    """Layers of a ``boxes.BoxPrediction`` too large for a proofreading session: labels (worms in
+    different colours) and the uncertainty; the review list stays in ``<stem>_review.csv``."""
+    base = {"probseg_image_name": name, "probseg": meta}
+    labels = pred.labels()
+    return [(pred.entropy, {"name": f"{name} {ENTROPY_SUFFIX}", "colormap": "magma", "contrast_limits": (0, LN2),
+                            "blending": "additive", "opacity": 0.8, "visible": False,
+                            "metadata": {**base, "probseg_role": "entropy"}}, "image"),
+            (labels, {"name": f"{name} labels", "opacity": 0.5, "colormap": worm_colors(labels),
+                      "metadata": {**base, "probseg_role": "labels"}}, "labels")]

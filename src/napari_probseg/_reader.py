@@ -3,7 +3,8 @@
 Why so small: napari imports a reader whenever a file is dropped on the window, so it
 imports neither Qt nor torch nor ``inference`` (``tests/test_reader_imports.py`` checks),
 and it only returns layers: the Proofreading dock finds the session on the labels layer
-when the dock is opened or the layer selected.
+when the dock is opened or the layer selected.  A box-layout file (issue 17) too large for a
+session ([N,H,W] probabilities) opens as its labels and uncertainty, without a session.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._layers import LayerData, session_layer_data
+from . import box_file
+from ._layers import LayerData, box_layer_data, session_layer_data
 from .session import Session
 from .session_file import file_kind
 
@@ -36,8 +38,16 @@ def read_session(path: str | list[str]) -> list[LayerData]:
     dock binds to the new labels layer when it is open or opened."""
     path = Path(path[0] if isinstance(path, list) else path)
     kind = file_kind(path)
+    if kind == "probabilities" and box_file.is_box_file(path):
+        pred, _, meta = box_file.load(path)
+        if box_file.too_large_for_session(pred):
+            return box_layer_data(pred, _stem(path), meta)
     session = Session.from_probabilities_file(path) if kind == "probabilities" else Session.load(path)
     return session_layer_data(session, images=True)
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len("_probabilities.npz")] if path.name.endswith("_probabilities.npz") else path.stem
 
 
 def claim_our_files(_context: Any = None) -> list[str]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
     from distributed import Client, LocalCluster
 
+    from .boxes import BoxPrediction
     from .checkpoint import LoadedModel
     from .inference import Prediction
 
@@ -179,12 +180,11 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
     """Segment one well, write its outputs, then its marker; never raises (errors become a marker)."""
     import torch
 
-    from .counts import count_summary
+    from .box_predict import count_summary_of, segment_for_outputs
     from .data import InputError
     from .devices import pick_device
     from .measurements import input_tags, measure_prediction
     from .outputs import write_prediction
-    from .scale import segment_at_width
 
     t0, c0 = time.perf_counter(), time.process_time()
     out = Path(out_dir)
@@ -195,14 +195,14 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         device = str(pick_device(device))
         lm = _cached_model(model_path, model_sha, device)
         image = _read_channels(well, lm.model.brightfield_only)
-        pred, size = segment_at_width(lm.model, image, lm.postprocess, config.worm_width, draws=config.draws,
-                                      binarize=config.binarize, device=device, seed=config.seed, tile=config.tile)
+        pred, size = segment_for_outputs(lm.model, image, lm.postprocess, config.worm_width, draws=config.draws,
+                                         binarize=config.binarize, device=device, seed=config.seed, tile=config.tile)
         meta = {"model": model_path, "sha256": model_sha, "well": well.name, "inputs": list(well.files),
                 **config.as_dict(), **size.as_meta()}
         table = measure_prediction(pred, image, input_tags(len(image), lm.model.cfg.in_channels))
         paths = write_prediction(pred, out, well.stem, meta, table=table)
         row = well_stats(pred)
-        row.update(count_summary(pred, table))
+        row.update(count_summary_of(pred, table))
         row.update(worm_width_px=size.as_meta()["worm_width"], scale_factor=size.as_meta()["scale_factor"])
         row.update(status="ok", error="", seconds=round(time.perf_counter() - t0, 2),
                    cpu_seconds=round(time.process_time() - c0, 2))
@@ -213,18 +213,27 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         return record_error(out, well, msg, config, time.perf_counter() - t0)
 
 
-def well_stats(pred: Prediction) -> dict:
+def well_stats(pred: Prediction | BoxPrediction) -> dict:
     """Per-well numbers for the summary (entropy in nats; at most ln 2 = 0.693 per pixel).
 
     Foreground = pixels that any instance reaches with probability > 0 (so uncertain
     pixels below the binarisation threshold count); the mean over it does not depend
     on how much of the image is empty well.
     """
-    fg = (pred.probabilities > 0).any(0) if len(pred.probabilities) else None
+    import numpy as np
+
+    from .boxes import BoxPrediction
+
+    if isinstance(pred, BoxPrediction):  # a large image: its instances as boxes
+        fg = np.zeros(pred.shape, bool) if pred.crops else None
+        for c in pred.crops:
+            fg[c.box] |= c.probabilities > 0
+    else:
+        fg = (pred.probabilities > 0).any(0) if len(pred.probabilities) else None
     ent = pred.entropy
     items = pred.review_items()
     return {
-        "instances": int(len(pred.binary_instances())),
+        "instances": pred.n_instances,
         "entropy_mean_fg": round(float(ent[fg].mean()), 5) if fg is not None and fg.any() else 0.0,
         "entropy_max": round(float(ent.max()), 5) if ent.size else 0.0,
         "peaks": len(pred.peaks),

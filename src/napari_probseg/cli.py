@@ -75,14 +75,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import validation as V
-    from .counts import count_inputs, count_interval
+    from .box_predict import count_inputs_of, segment_for_outputs
+    from .counts import count_interval
     from .data import validate_model_image
     from .devices import pick_device
     from .inference import tiles_image
     from .measurements import input_tags, measure_prediction
     from .models import load_model
     from .outputs import output_paths, render_overview, write_prediction
-    from .scale import segment_at_width
     from .tiling import TILE, check_memory
     from .validation import check_output_files, check_writable_dir
 
@@ -107,12 +107,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for image, stem in inputs:
         bar = tqdm(total=args.draws or lm.postprocess.mc_draws, desc=f"{stem}: MC draws", unit="draw")
         progress = lambda d, t, bar=bar: (setattr(bar, "total", t), bar.update(d - bar.n))  # noqa: E731 (draws or tiles)
-        pred, size = segment_at_width(lm.model, image, lm.postprocess, args.worm_width, draws=args.draws,
-                                      binarize=args.binarize, device=device, seed=args.seed, progress=progress,
-                                      tile=args.tile)
+        pred, size = segment_for_outputs(lm.model, image, lm.postprocess, args.worm_width, draws=args.draws,
+                                         binarize=args.binarize, device=device, seed=args.seed, progress=progress,
+                                         tile=args.tile)
         bar.close()
         if size.mode != "off":
             print(f"{stem}: {size.describe()}")
+        if hasattr(pred, "crops"):
+            print(f"{stem}: {len(pred.crops)} instances on {pred.shape[0]}x{pred.shape[1]} pixels: per-instance "
+                  "outputs kept as boxes (_probabilities.npz in box layout)")
         meta = {"model": lm.path, "sha256": lm.sha256, "draws": len(pred.draw_counts), "binarize": pred.binarize,
                 "seed": args.seed, **size.as_meta(), **({"tiles": pred.tiles} if getattr(pred, "tiles", 0) else {})}
         raw = image[None] if image.ndim == 2 else image
@@ -120,7 +123,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         paths = write_prediction(pred, out, stem, meta, image=raw, table=table)
         if args.png:
             paths["png"] = render_overview(image, pred, out / f"{stem}_overview.png", title=stem)
-        count = count_interval(count_inputs(pred.probabilities, pred.instances, pred.draw_counts))
+        count = count_interval(count_inputs_of(pred))
         print(f"{stem}: {pred.n_instances} instances, count {count.text()}, {len(pred.review_items())} suspected errors "
               f"to review ({len(pred.peaks)} uncertainty peaks) -> {', '.join(str(p) for p in paths.values())}")
     return 0

@@ -188,7 +188,12 @@ def _probability_columns(mask: np.ndarray, prob: np.ndarray | None, uncertain: t
 
 
 def measure_prediction(pred, image: np.ndarray | None = None, channel_names=()) -> dict[str, list]:
-    """The table of a ``Prediction``'s binarised instances; ``label`` matches ``pred.labels()``."""
+    """The table of a ``Prediction``'s binarised instances; ``label`` matches ``pred.labels()``
+    (a ``boxes.BoxPrediction`` is measured on its crops: ``box_measure``)."""
+    if hasattr(pred, "crops"):
+        from .box_measure import measure_boxes
+
+        return measure_boxes(pred, image, channel_names)
     keep = np.flatnonzero(nonempty(pred.instances))
     return measure_instances(pred.instances[keep], pred.probabilities[keep], image, channel_names,
                              labels=[int(k) + 1 for k in keep])

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write as _atomic
+from .box_file import box_members
+from .boxes import BoxPrediction
 from .inference import Prediction
 from .review import write_review_csv
 from .session_file import parse_meta as read_meta  # noqa: F401 (one parser; the reader must stay torch-free)
 
 
-def prediction_meta(pred: Prediction, meta: dict | None = None) -> dict:
+def prediction_meta(pred: Prediction | BoxPrediction, meta: dict | None = None) -> dict:
     """What ``write_prediction`` records besides the caller's meta: the draw counts and the
     precision and device the draws actually ran with."""
     return {**(meta or {}), "draw_counts": pred.draw_counts,
@@ -39,10 +41,12 @@ def remove_stale_partials(folder: Path, names: list[str]) -> None:
         (folder / f".{name}.partial").unlink(missing_ok=True)
 
 
-def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dict | None = None,
+def write_prediction(pred: Prediction | BoxPrediction, out_dir: str | Path, stem: str, meta: dict | None = None,
                      image: np.ndarray | None = None, table: dict | None = None) -> dict[str, Path]:
     """Write the outputs of one image; ``image`` (raw [C,H,W]) adds intensities to ``_worms.csv``
-    (``table``: an already measured worm table, see ``measurements.measure_prediction``)."""
+    (``table``: an already measured worm table, see ``measurements.measure_prediction``).
+    A ``BoxPrediction`` (an image too large for [N,H,W] arrays) writes the same files, its
+    ``_probabilities.npz`` in box layout (``box_file``)."""
     import tifffile
 
     from .measurements import channel_tags, measure_prediction, write_table
@@ -55,15 +59,16 @@ def write_prediction(pred: Prediction, out_dir: str | Path, stem: str, meta: dic
     _atomic(paths["entropy"], lambda p: tifffile.imwrite(p, pred.entropy, compression="zlib", photometric="minisblack"))
 
     def write_npz(p: Path) -> None:
+        meta_json = json.dumps(prediction_meta(pred, meta), default=_jsonable)
+        if isinstance(pred, BoxPrediction):  # layout 2: boxes and crops (box_file)
+            members = box_members(pred, meta_json)
+        else:
+            members = dict(probabilities=pred.probabilities.astype(np.float16), instances=pred.instances,
+                           entropy=pred.entropy.astype(np.float16),
+                           threshold=np.float32(pred.binarize),  # the file's key; readers (session.py) expect it
+                           meta=np.array(meta_json))
         with open(p, "wb") as f:
-            np.savez_compressed(
-                f,
-                probabilities=pred.probabilities.astype(np.float16),
-                instances=pred.instances,
-                entropy=pred.entropy.astype(np.float16),
-                threshold=np.float32(pred.binarize),  # the file's key; readers (session.py) expect it
-                meta=np.array(json.dumps(prediction_meta(pred, meta), default=_jsonable)),
-            )
+            np.savez_compressed(f, **members)
 
     _atomic(paths["probabilities"], write_npz)
 

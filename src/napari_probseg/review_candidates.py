@@ -228,8 +228,12 @@ def _outline_parts(prob: np.ndarray, threshold: float, regions: list[_Region], c
 KIND_ORDER = ("merge", "missed", "false", "border")  # a merged candidate says the most specific suspicion
 
 
-def candidates(prob: np.ndarray, threshold: float, cfg, skeletons: bool = True) -> list[Candidate]:
-    """The merged candidates of one prediction's probabilities [N,H,W] (unsorted, unscored)."""
+def candidates(prob: np.ndarray, threshold: float, cfg, skeletons: bool = True,
+               stats: dict[str, np.ndarray] | None = None) -> list[Candidate]:
+    """The merged candidates of one prediction's probabilities [N,H,W] (unsorted, unscored).
+
+    ``stats``: ``review_features.instance_stats`` of these instances computed elsewhere (the box
+    form's groups of nearby instances take medians and image edges from the whole image)."""
     regions = [r for i in range(len(prob)) for r in _regions(prob, i, cfg)]
     parts = _region_parts(prob, threshold, regions, cfg) + _outline_parts(prob, threshold, regions, cfg)
     if not parts:
@@ -242,7 +246,7 @@ def candidates(prob: np.ndarray, threshold: float, cfg, skeletons: bool = True) 
                 pairs.append((owner[i], k))
             else:
                 owner[i] = k
-    st = instance_stats(prob, threshold, skeletons)
+    st = instance_stats(prob, threshold, skeletons) if stats is None else stats
     out = []
     for comp in _union_find(len(parts), pairs if cfg.merge_parts else []):
         ps = [parts[k] for k in comp]

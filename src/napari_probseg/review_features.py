@@ -43,28 +43,41 @@ def instance_stats(prob: np.ndarray, threshold: float, skeletons: bool = True) -
 
     ``skeletons=False`` skips the skeletons: the ``SKELETON_FEATURES`` then hold placeholder
     values, for a scoring that gives them no weight (the shipped one)."""
+    return normalised_stats(raw_stats(prob, threshold, skeletons))
+
+
+def raw_stats(prob: np.ndarray, threshold: float, skeletons: bool = True) -> dict[str, np.ndarray]:
+    """``instance_stats`` before the image-wide medians: each value depends on its instance alone
+    (contact: and its neighbours; border: the array's edge).  Why split: the box form
+    (``box_review``) computes these per group of nearby instances and the medians over all."""
     n = len(prob)
     flat = prob.reshape(n, -1)
     half = flat >= 0.5
     area = half.sum(1).astype(float)
-    binarised = flat.max(1) >= threshold
-    ref = area[binarised & (area > 0)]
-    med = float(np.median(ref)) if len(ref) else (float(np.median(area[area > 0])) if (area > 0).any() else 1.0)
     support = (flat > 0.01).sum(1)
     unsure = ((flat >= 0.2) & (flat <= 0.8)).sum(1)
     mean_p = np.array([flat[k][half[k]].mean() if area[k] else 0.0 for k in range(n)])
     shape = (np.array([_shape(prob[k], threshold) for k in range(n)]).reshape(n, 4) if skeletons
              else np.zeros((n, 4)))
-    length = shape[:, 2]
-    ok = binarised & (length > 0)
-    med_len = float(np.median(length[ok])) if ok.any() else 1.0
-    width = np.where(length > 0, shape[:, 3] / np.maximum(length, 1.0), 0.0)
-    med_w = float(np.median(width[ok])) if ok.any() else 1.0
-    return {"area": area, "median_area": np.full(n, med), "existence": flat.max(1), "binarised": binarised,
+    return {"area": area, "existence": flat.max(1), "binarised": flat.max(1) >= threshold,
             "contact": _contact(prob >= 0.5), "mean_prob": mean_p, "border": _touches_border(prob >= 0.5),
             "uncertain_share": unsure / np.maximum(support, 1), "soft_iou": _soft_iou(flat, threshold),
-            "endpoints": shape[:, 0], "branches": shape[:, 1],
-            "length": np.maximum(length, 1.0) / max(med_len, 1.0), "width": np.maximum(width, 1e-3) / max(med_w, 1e-3)}
+            "endpoints": shape[:, 0], "branches": shape[:, 1], "raw_length": shape[:, 2], "raw_area": shape[:, 3]}
+
+
+def normalised_stats(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``raw_stats`` of all of an image's instances with size, length and width against their medians."""
+    area, binarised, length = raw["area"], raw["binarised"], raw["raw_length"]
+    n = len(area)
+    ref = area[binarised & (area > 0)]
+    med = float(np.median(ref)) if len(ref) else (float(np.median(area[area > 0])) if (area > 0).any() else 1.0)
+    ok = binarised & (length > 0)
+    med_len = float(np.median(length[ok])) if ok.any() else 1.0
+    width = np.where(length > 0, raw["raw_area"] / np.maximum(length, 1.0), 0.0)
+    med_w = float(np.median(width[ok])) if ok.any() else 1.0
+    out = {k: v for k, v in raw.items() if k not in ("raw_length", "raw_area")}
+    return {**out, "median_area": np.full(n, med), "length": np.maximum(length, 1.0) / max(med_len, 1.0),
+            "width": np.maximum(width, 1e-3) / max(med_w, 1e-3)}
 
 
 def _soft_iou(flat: np.ndarray, threshold: float) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from . import box_file
 from .masks import labels_from_instances
 from .peaks import Peak, uncertainty_peaks
 from .review import items_from_arrays, items_to_arrays
@@ -139,6 +140,8 @@ def _from_members(z: SafeNpz) -> Session:
 def from_probabilities_file(path: str | Path) -> Session:
     """A session from ``probseg predict``'s ``<stem>_probabilities.npz`` (+ ``_peaks.csv``)."""
     path = Path(path)
+    if box_file.is_box_file(path):  # layout 2 (a large image's instances as boxes): made dense here
+        return _from_box_file(path)
     with open_npz(path) as z:
         cut_key = "binarize" if "binarize" in z.files else "threshold"
         missing = {"probabilities", "instances", "entropy", cut_key} - set(z.files)
@@ -152,6 +155,21 @@ def from_probabilities_file(path: str | Path) -> Session:
             meta = parse_meta(str(z["meta"])) if "meta" in z.files else {}
         except DAMAGE as exc:
             raise SessionError(f"{path} is damaged ({type(exc).__name__}: {exc})") from exc
+    return _session_from_arrays(path, probs, inst, ent, cut, meta)
+
+
+def _from_box_file(path: Path) -> Session:
+    """A session from a box-layout probabilities file, if its dense arrays stay under the limit."""
+    pred, inst, meta = box_file.load(path)
+    if box_file.too_large_for_session(pred):
+        raise SessionError(f"{path} holds {len(pred.crops)} instances of a {pred.shape[0]}x{pred.shape[1]} image: as "
+                           f"a proofreading session they need {pred.dense_bytes() / 2**30:.1f} GiB; open a crop "
+                           "of the image instead (napari shows this file's labels and uncertainty without a session)")
+    probs, masks = box_file.dense_arrays(pred, inst)
+    return _session_from_arrays(path, probs, masks, pred.entropy, pred.binarize, meta)
+
+
+def _session_from_arrays(path: Path, probs, inst, ent, cut: float, meta: dict) -> Session:
     stem = path.name[: -len("_probabilities.npz")] if path.name.endswith("_probabilities.npz") else path.stem
     csv_path = path.with_name(f"{stem}_peaks.csv")
     peaks = read_peaks_csv(csv_path) if csv_path.exists() else uncertainty_peaks(ent, probs)
@@ -201,6 +219,6 @@ def file_kind(path: str | Path) -> str | None:
         return "session" if p.name.endswith(SUFFIX) else None  # let the reader report the damage
     if "format" in names and "labels" in names:
         return "session"
-    if {"probabilities", "instances", "entropy"} <= names:
+    if {"probabilities", "instances", "entropy"} <= names or box_file.is_box_layout(names):
         return "probabilities"
     return None

@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .boxes import sparse_peaks  # noqa: F401 (moved there: torch-free for the reader)
 from .checkpoint import PostprocessConfig
 from .inference import Prediction, _check_stop, _settings, forward_draws, prepare_input, uses_bf16
-from .masks import grown_window
 from .model import UNet
-from .peaks import PATCH, Peak, uncertainty_peaks
+from .peaks import Peak, uncertainty_peaks
 from .sparse import Box, agglomerate_boxes, cluster_blobs
-from .uncertainty_metrics import bernoulli_entropy, peak_patches
+from .uncertainty_metrics import bernoulli_entropy
 from .validation import AUTO_TILE_CORE, InputError, OptionError
 
 TILE = AUTO_TILE_CORE  # core side (pixels), validation says why 2048
@@ -105,6 +105,14 @@ class TiledPrediction:
         return StitchedPrediction(probs, probs >= self.binarize, self.entropy, uncertainty_peaks(self.entropy, probs),
                                   [], self.binarize, bf16=self.bf16, device=self.device, counts=list(self.draw_counts),
                                   tiles=self.tiles)
+
+    def to_boxes(self):
+        """The box form (``boxes.BoxPrediction``) the outputs of a large image are written from."""
+        from .boxes import BoxPrediction, Crop
+
+        return BoxPrediction([Crop(i.y, i.x, i.probabilities) for i in self.instances], self.entropy, list(self.peaks),
+                             self.binarize, bf16=self.bf16, device=self.device, counts=list(self.draw_counts),
+                             tiles=self.tiles, truncated=self.truncated)
 
     def check_dense(self, available: int | None = None) -> None:
         """Refuse, before building them, per-instance outputs ([N,H,W]) that would not fit in memory."""
@@ -312,23 +320,3 @@ def _box_iou(a: Instance, b: Instance) -> float:
             i.probabilities >= 0.5
     union = (ma | mb).sum()
     return float((ma & mb).sum() / union) if union else 0.0
-
-
-def sparse_peaks(entropy: np.ndarray, instances: list[Instance]) -> list[Peak]:
-    """``peaks.uncertainty_peaks`` on sparse instances: the same peaks and touched instances."""
-    if not instances:
-        return [Peak(s, y, x, []) for s, y, x in peak_patches(entropy, None, PATCH)]
-    boxes = np.array([[i.y, i.x, i.y + i.probabilities.shape[0], i.x + i.probabilities.shape[1]] for i in instances])
-    out = []
-    for score, y, x in peak_patches(entropy, None, PATCH):
-        wy, wx = grown_window(y, x, PATCH, entropy.shape)
-        near = np.flatnonzero((boxes[:, 0] < wy.stop) & (boxes[:, 2] > wy.start)
-                              & (boxes[:, 1] < wx.stop) & (boxes[:, 3] > wx.start))
-        touched = []
-        for k in near:
-            i = instances[k]
-            sub = i.probabilities[max(wy.start - i.y, 0): wy.stop - i.y, max(wx.start - i.x, 0): wx.stop - i.x]
-            if (sub > 0).any():
-                touched.append(int(k))
-        out.append(Peak(score, y, x, touched))
-    return out
