@@ -102,14 +102,3 @@ def test_a_damaged_box_file_is_refused_in_one_line(tmp_path, change, says):
     with pytest.raises(SessionError, match="W_probabilities.npz") as exc:
         Session.from_probabilities_file(path)
     assert says in str(exc.value) and "\n" not in str(exc.value)
-
-
-def test_a_large_images_worm_width_is_estimated_on_its_central_square():
-    from napari_probseg.box_predict import WIDTH_SAMPLE, width_sample
-
-    img = np.arange(2 * 3000 * 2500, dtype=np.float32).reshape(2, 3000, 2500)
-    s = width_sample(img)
-    assert s.shape == (2, WIDTH_SAMPLE, WIDTH_SAMPLE)
-    np.testing.assert_array_equal(s[:, 0, 0], img[:, (3000 - WIDTH_SAMPLE) // 2, (2500 - WIDTH_SAMPLE) // 2])
-    assert width_sample(img[:, :1000]).shape == (2, 1000, WIDTH_SAMPLE)
-    assert width_sample(img[:, :500, :700]) is not None and width_sample(img[:, :500, :700]).shape == (2, 500, 700)

@@ -67,15 +67,18 @@ def measure_boxes(bp: BoxPrediction, image: np.ndarray | None = None, channel_na
 
 
 def box_count_inputs(bp: BoxPrediction) -> dict:
-    """``counts.count_inputs`` of a box form: each instance's inputs from its grown crop."""
+    """``counts.count_inputs`` of a box form: each instance's inputs from its grown crop (every
+    per-instance key ``count_inputs`` gives, so a new piece of evidence is carried over by itself)."""
     from .counts import count_inputs
 
-    out: dict[str, list] = {"q": [], "binarised": [], "area": [], "length": [], "mean_p": [], "ends": []}
+    out: dict[str, list] = {}
     for c in bp.crops:
         _, win = c.window(PAD, bp.shape)
         one = count_inputs(win[None], (win >= bp.binarize)[None], [])
-        for key in out:
-            out[key] += one[key]
-    return {"q": out["q"], "binarised": out["binarised"], "area": out["area"],
-            "draw_counts": [int(v) for v in bp.draw_counts], "length": out["length"], "mean_p": out["mean_p"],
-            "ends": out["ends"]}
+        for key, values in one.items():
+            if key != "draw_counts":
+                out.setdefault(key, []).extend(values)
+    if not bp.crops:
+        out = {k: v for k, v in count_inputs(np.zeros((0, 1, 1), np.float32), np.zeros((0, 1, 1), bool), []).items()
+               if k != "draw_counts"}
+    return {**out, "draw_counts": [int(v) for v in bp.draw_counts]}

@@ -5,8 +5,8 @@ dense ``Prediction``; the command line and the batch mode only write files, whic
 (``boxes.BoxPrediction``) can write for an image of any size (issue 17).  The rule: a tiled run
 whose dense per-instance probabilities would exceed ``boxes.DENSE_LIMIT_BYTES`` (1 GiB) or a
 third of the memory available is written from boxes; any other image exactly as before.
-The worm width of an image over ``WIDTH_SAMPLE`` px a side is estimated on its central square
-(``width_sample``): the estimate's whole-image network passes would dominate the memory.
+The worm width is estimated as everywhere (``scale.network_view``), whose passes run by windows
+on a large image, so they stay below the segmentation's own memory.
 """
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ import numpy as np
 from .boxes import BoxPrediction, wants_boxes
 from .checkpoint import PostprocessConfig
 from .model import UNet
-
-WIDTH_SAMPLE = 2048  # px: a larger image's worm width is estimated on its central square of this side
 
 
 def segment_for_outputs(model: UNet, image: np.ndarray, post: PostprocessConfig | None = None,
@@ -28,9 +26,10 @@ def segment_for_outputs(model: UNet, image: np.ndarray, post: PostprocessConfig 
     ``force_boxes`` writes a tiled image from boxes whatever its size (tests, comparisons).
     """
     from .inference import predict, tiles_image
+    from .scale import network_view
     from .tiling import TILE, predict_tiled
 
-    info, view, back = _network_view(model, image, worm_width_px, kw.get("device", "cpu"), kw.get("should_stop"))
+    info, view, back = network_view(model, image, worm_width_px, kw.get("device", "cpu"), kw.get("should_stop"))
     if not tiles_image(np.shape(view), tile):
         return back(predict(model, view, post, tile=tile, **kw)), info
     tiled = predict_tiled(model, view, post, tile=tile or TILE, **kw)
@@ -43,30 +42,6 @@ def segment_for_outputs(model: UNet, image: np.ndarray, post: PostprocessConfig 
 
         boxes = boxes_to_shape(boxes, tuple(np.shape(image)[-2:]))
     return boxes, info
-
-
-def width_sample(image: np.ndarray) -> np.ndarray:
-    """The part of ``image`` its worm width is estimated on: the whole image up to
-    ``WIDTH_SAMPLE`` px a side, else its central ``WIDTH_SAMPLE`` square.  Why: the estimate runs
-    the network on the whole image at once (at 0.5x, then at ~0.85x); on a 4096x4096 mosaic that
-    second pass alone took the run's peak RSS to 6.2 GB, over the 4 GB target."""
-    h, w = np.shape(image)[-2:]
-    sh, sw = min(h, WIDTH_SAMPLE), min(w, WIDTH_SAMPLE)
-    y0, x0 = (h - sh) // 2, (w - sw) // 2
-    return image[..., y0:y0 + sh, x0:x0 + sw]
-
-
-def _network_view(model: UNet, image: np.ndarray, worm_width_px, device, should_stop):
-    """``scale.network_view`` with the width estimated on ``width_sample(image)``."""
-    from .scale import choose_scale, network_view, prediction_to_shape, resample_image
-
-    shape = tuple(np.shape(image)[-2:])
-    if max(shape) <= WIDTH_SAMPLE:
-        return network_view(model, image, worm_width_px, device, should_stop)
-    info = choose_scale(model, width_sample(image), worm_width_px, device, should_stop)
-    if info.factor == 1.0:
-        return info, image, lambda pred: pred
-    return info, resample_image(image, info.factor), lambda pred: prediction_to_shape(pred, shape)
 
 
 def count_inputs_of(pred) -> dict:
