@@ -127,16 +127,37 @@ def _check_stop(should_stop: Callable[[], bool] | None) -> None:
 
 
 def default_batch(device: torch.device | str) -> int:
-    """Draws per forward pass when the caller does not say: 4 (the results every test and
-    figure so far were made with).
+    """Draws per forward pass when the caller does not say: 1 on a CPU, 4 elsewhere.
 
-    Issue 17 measured one 520x696 draw alone at 0.13 s on a 2-core CPU against 0.23 s per draw
-    in a batch of 4, so ``batch=1`` is offered; it is not the default yet because the dropout
-    masks then come in another order, and two robustness tests tuned on the batch-4 draws
-    (tests/test_robust_image.py, tests/test_scale.py) fail with them (docs/benchmarks.md,
-    "Speed (issue 17)").  ``device`` is kept for a per-device default once measured.
+    Why 1 on a CPU: issue 17 measured one 520x696 draw alone at 0.13 s on a 2-core CPU against
+    0.23 s per draw in a batch of 4 (cache effects).  The batch size no longer changes the
+    dropout masks (``dropout_noise``), so this is a speed choice only.  On CUDA a batch of 4
+    keeps the GPU busy (not measured against 1: no GPU in the sessions so far).
     """
-    return 4
+    return 1 if torch.device(device).type == "cpu" else 4
+
+
+# MC draws whose dropout noise is drawn together, layer by layer (see ``dropout_noise``)
+NOISE_CHUNK = 4
+
+
+def dropout_noise(model: UNet, draws: int, generator: torch.Generator,
+                  device: torch.device | str) -> dict[torch.nn.Module, torch.Tensor]:
+    """Each dropout layer's uniform noise u [draws,C,1,1] for ``draws`` MC draws, drawn ahead.
+
+    Why: a layer used to draw u for the rows of its batch when called, so the masks depended
+    on the batch size.  These are exactly the numbers the passes in batches of
+    ``NOISE_CHUNK`` = 4 drew (every figure up to issue 17 was made with them): per chunk of 4
+    draws, every layer's rows in the order a forward pass calls the layers.  Each forward
+    pass, whatever its batch, then takes its rows (``forward_draws``).
+    """
+    order = model.dropout_call_order()
+    parts: dict[torch.nn.Module, list[torch.Tensor]] = {d: [] for d in order}
+    for lo in range(0, draws, NOISE_CHUNK):
+        n = min(NOISE_CHUNK, draws - lo)
+        for d in order:
+            parts[d].append(torch.rand(n, d.channels, 1, 1, device=device, dtype=torch.float32, generator=generator))
+    return {d: torch.cat(p) for d, p in parts.items()}
 
 
 def uses_bf16(device: torch.device | str) -> bool:
@@ -154,7 +175,7 @@ def _inference_state(model: UNet, mc: bool, generator: torch.Generator):
     MC flags and memory format are restored afterwards, whatever happens.
     """
     was_training = model.training
-    mc_before = [(m.drop, m.drop.mc, m.drop.generator) for _, m in model.dropout_layers()]
+    mc_before = [(m.drop, m.drop.mc, m.drop.generator, m.drop.noise) for _, m in model.dropout_layers()]
     was_standard = all(p.is_contiguous() for p in model.parameters())
     model.eval()
     model.set_mc(mc, generator)
@@ -162,8 +183,8 @@ def _inference_state(model: UNet, mc: bool, generator: torch.Generator):
     try:
         yield
     finally:
-        for drop, flag, gen in mc_before:
-            drop.mc, drop.generator = flag, gen
+        for drop, flag, gen, noise in mc_before:
+            drop.mc, drop.generator, drop.noise = flag, gen, noise
         model.train(was_training)
         if was_standard:
             model.to(memory_format=torch.contiguous_format)
@@ -184,20 +205,25 @@ def forward_draws(
     """Yield (embedding [D,H,W], logits [3,H,W]) for each MC draw, ``batch`` at a time
     (``default_batch`` when None).
 
-    The dropout masks come from a generator seeded with ``seed``, never the global RNG.
+    The dropout masks come from a generator seeded with ``seed``, never the global RNG, and
+    are drawn ahead for all draws (``dropout_noise``): the same draws whatever ``batch``.
     ``should_stop`` is checked before every draw is handed out, not once per batch: the
     caller clusters each draw as it arrives, and Cancel must stop before the next one.
     """
     device = torch.device(device)
     use_bf16 = uses_bf16(device) if bf16 is None else bf16
     batch = default_batch(device) if batch is None else max(int(batch), 1)
+    mc = draws > 1 and bool(model.dropout_layers())
     gen = torch.Generator(device=device).manual_seed(seed)
     xb = x[None].to(device).contiguous(memory_format=torch.channels_last)
     done = 0
-    with _inference_state(model, draws > 1 and bool(model.dropout_layers()), gen):
+    with _inference_state(model, mc, gen):
+        noise = dropout_noise(model, draws, gen, device) if mc else {}
         while done < draws:
             _check_stop(should_stop)
             n = min(batch, draws - done)
+            for layer, u in noise.items():
+                layer.noise = u[done:done + n]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 emb, logits = model(xb.expand(n, -1, -1, -1).contiguous(memory_format=torch.channels_last))
             for i in range(n):
