@@ -17,6 +17,7 @@ from torch import nn
 
 EMBED_DIM = 16
 N_CLASSES = 3  # background / foreground / overlap
+NOISE_CHUNK = 4  # MC draws whose dropout noise is drawn together, layer by layer (UNet.dropout_noise)
 
 
 @dataclass
@@ -216,6 +217,24 @@ class UNet(nn.Module):
                 d.mc = flag
             self.train(was_training)
         return order
+
+    def dropout_noise(self, draws: int, generator: torch.Generator) -> dict[ConcreteDropout2d, torch.Tensor]:
+        """Each dropout layer's uniform noise u [draws,C,1,1] for ``draws`` MC draws, drawn ahead.
+
+        Why: a layer used to draw u for the rows of its batch when called, so the masks depended
+        on the batch size.  These are exactly the numbers that passes in batches of
+        ``NOISE_CHUNK`` = 4 drew (every figure before issue 17 was made with them): per chunk of
+        4 draws, each layer's rows in the order a forward pass calls the layers.  A forward pass
+        of any batch then takes its rows (``inference.forward_draws`` sets ``noise``).
+        """
+        order = self.dropout_call_order()
+        parts: dict[ConcreteDropout2d, list[torch.Tensor]] = {d: [] for d in order}
+        dev = generator.device
+        for lo in range(0, draws, NOISE_CHUNK):
+            n = min(NOISE_CHUNK, draws - lo)
+            for d in order:
+                parts[d].append(torch.rand(n, d.channels, 1, 1, device=dev, dtype=torch.float32, generator=generator))
+        return {d: torch.cat(p) for d, p in parts.items()}
 
     def set_mc(self, enabled: bool, generator: torch.Generator | None = None) -> None:
         """Keep dropout sampling at inference time (MC-dropout draws), from ``generator``
