@@ -56,6 +56,10 @@ def test_every_batch_size_gets_the_same_masks(draws):
         for name in ref:
             assert torch.equal(got[name], ref[name]), (batch, name)
     assert all(d.noise is None for d in model.dropout_call_order())  # nothing left behind
+    suspended = forward_draws(model, x, draws, batch=2)
+    next(suspended)  # a caller that keeps the generator: the next training pass must not use the noise
+    assert all(d.noise is None for d in model.dropout_call_order())
+    suspended.close()
 
 
 def test_batch_4_draws_are_the_layers_own_draws_of_a_batch_of_4():

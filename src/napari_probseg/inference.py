@@ -113,7 +113,7 @@ def agglomerate(draws: list[np.ndarray]) -> np.ndarray:
 
 def draws_entropy_map(probabilities: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``uncertainty_metrics.entropy_map`` of agglomerated draws, equal to it bit for bit at a
-    tenth of the cost (0.4 s of one thread on a BBBC010 well with 8 draws).
+    tenth of the cost (C10's 13 instances, 8 draws: 0.165 -> 0.014 s of one thread).
 
     Why equal: the entropy grows with min(p, 1-p), so the instance nearest 0.5 gives each
     pixel's maximum; min(p, 1-p) is exact in float32 (1-p is, for p >= 0.5) and H(1-p) = H(p)
@@ -216,8 +216,12 @@ def forward_draws(
             n = min(batch, draws - done)
             for layer, u in noise.items():
                 layer.noise = u[done:done + n]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                emb, logits = model(xb.expand(n, -1, -1, -1).contiguous(memory_format=torch.channels_last))
+            try:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    emb, logits = model(xb.expand(n, -1, -1, -1).contiguous(memory_format=torch.channels_last))
+            finally:  # set for this pass only: a caller may keep this generator suspended
+                for layer in noise:
+                    layer.noise = None
             for i in range(n):
                 if i:
                     _check_stop(should_stop)
