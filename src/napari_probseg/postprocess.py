@@ -22,8 +22,9 @@ _CHUNK = 64  # seeds per kernel block: keeps the [seeds, points] weights in cach
 _HASH = np.random.default_rng(20261126).integers(1, 2**62, 64, dtype=np.int64) | 1
 # Kernel exponents are floored here: exp() of an argument whose float32 result would be
 # subnormal (below ~-87.3) takes a slow path, ~10x slower on the project's CPU (issue 17: it was
-# most of the clustering time).  exp(-87) = 1.6e-38 instead of 0 or a subnormal weight: below any
-# float32 rounding of the sums it enters (identical clusters on the draws checked, docs/benchmarks.md).
+# most of the clustering time).  exp(-87) = 1.6e-38 instead of 0 or a subnormal weight: far below
+# the sums it enters, though a centre can move in its last bits (47 test wells, 8 draws: one pixel of
+# one draw differed; docs/benchmarks.md, "Clustering's exp()").
 _EXP_FLOOR = -87.0
 
 
