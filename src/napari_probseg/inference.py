@@ -112,13 +112,10 @@ def agglomerate(draws: list[np.ndarray]) -> np.ndarray:
 
 
 def draws_entropy_map(probabilities: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``uncertainty_metrics.entropy_map`` of agglomerated draws, equal to it bit for bit at a
-    tenth of the cost (C10's 13 instances, 8 draws: 0.165 -> 0.014 s of one thread).
-
-    Why equal: the entropy grows with min(p, 1-p), so the instance nearest 0.5 gives each
-    pixel's maximum; min(p, 1-p) is exact in float32 (1-p is, for p >= 0.5) and H(1-p) = H(p)
-    in float64.  The draws' probabilities are multiples of 1/T, so two instances never differ
-    by the rounding error that could make the choice of one over the other matter.
+    """``uncertainty_metrics.entropy_map`` of agglomerated draws, bit for bit, at a tenth of the
+    cost (C10, 13 instances: 0.165 -> 0.014 s).  Why equal: the entropy grows with min(p, 1-p),
+    exact in float32, and H(1-p) = H(p) in float64; the probabilities are multiples of 1/T, so
+    no two instances differ by a rounding error that could change which one is nearest 0.5.
     """
     if len(probabilities) == 0:
         return np.zeros(tuple(shape)[-2:], np.float32)
@@ -378,9 +375,10 @@ def predict(
     nobody sees here).  ``progress(done, total)`` is called after each draw is clustered;
     ``should_stop()`` is checked before each draw and raises ``Cancelled``.  The same ``seed``
     gives the same result whatever the global torch RNG holds, and the global RNG is left
-    untouched.  ``batch`` changes the speed, not the result (``default_batch``: 1 on a CPU);
-    ``seeded=True`` (``predict_progressive``) is faster still but not equal draw by draw.
-    ``threshold=`` is the deprecated name of ``binarize=``.
+    untouched.  ``batch`` changes the speed, not the dropout masks (``default_batch``: 1 on a
+    CPU; results equal up to the convolutions' rounding, bit for bit under bf16 on the project's
+    CPU); ``seeded=True`` (``predict_progressive``) clusters faster but adds the mean network's
+    pass and is not equal draw by draw.  ``threshold=`` is the deprecated name of ``binarize=``.
     ``tile`` (issue 17): 0 never tiles; None tiles images above ``AUTO_TILE_PX`` pixels with
     ``tiling.TILE`` cores; a number tiles with cores of that side when the image is longer
     (``tiling.predict_stitched``: bounded memory until the dense outputs; ``progress`` then
