@@ -9,10 +9,11 @@ from napari_probseg.inference import (
     Cancelled,
     agglomerate,
     bernoulli_entropy,
+    draws_entropy_map,
     predict,
     uncertainty_peaks,
 )
-from napari_probseg.uncertainty_metrics import patch_mean
+from napari_probseg.uncertainty_metrics import entropy_map, patch_mean
 from tests.conftest import tiny_model
 
 
@@ -50,6 +51,18 @@ def test_base_is_draw_with_most_instances_and_matching_by_iou():
 def test_entropy_values():
     h = bernoulli_entropy(np.array([0.0, 1.0, 0.5]))
     assert h[0] == 0 and h[1] == 0 and h[2] == pytest.approx(math.log(2))
+
+
+@pytest.mark.parametrize("t", [1, 2, 3, 7, 8, 16])
+def test_draws_entropy_map_is_entropy_map_bit_for_bit(t):
+    """Agglomerated draws' probabilities (multiples of 1/T, computed as agglomerate does):
+    the fast map must equal the reference, also where instances overlap."""
+    rng = np.random.default_rng(t)
+    probs = (rng.integers(0, t + 1, (6, 40, 50)).astype(np.float32) / t).astype(np.float32)
+    probs[:, :5] = 0  # background
+    got, ref = draws_entropy_map(probs, (40, 50)), entropy_map(probs, (40, 50))
+    assert got.dtype == ref.dtype == np.float32 and np.array_equal(got, ref)
+    assert np.array_equal(draws_entropy_map(probs[:0], (40, 50)), np.zeros((40, 50), np.float32))
 
 
 def test_patch_entropy_and_peaks_touching_instances():

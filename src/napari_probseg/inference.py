@@ -111,6 +111,18 @@ def agglomerate(draws: list[np.ndarray]) -> np.ndarray:
     return sums / t
 
 
+def draws_entropy_map(probabilities: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``uncertainty_metrics.entropy_map`` of agglomerated draws, bit for bit, at a tenth of the
+    cost (C10, 13 instances: 0.165 -> 0.014 s).  Why equal: the entropy grows with min(p, 1-p),
+    exact in float32, and H(1-p) = H(p) in float64; the probabilities are multiples of 1/T, so
+    no two instances differ by a rounding error that could change which one is nearest 0.5.
+    """
+    if len(probabilities) == 0:
+        return np.zeros(tuple(shape)[-2:], np.float32)
+    nearest = np.minimum(probabilities, 1 - probabilities).max(0)
+    return bernoulli_entropy(nearest).astype(np.float32)
+
+
 def prepare_input(image: np.ndarray, model: UNet) -> torch.Tensor:
     """Validate and normalise a raw [C,H,W] image for the model (clear errors on bad input).
 
@@ -127,16 +139,14 @@ def _check_stop(should_stop: Callable[[], bool] | None) -> None:
 
 
 def default_batch(device: torch.device | str) -> int:
-    """Draws per forward pass when the caller does not say: 4 (the results every test and
-    figure so far were made with).
+    """Draws per forward pass when the caller does not say: 1 on a CPU, 4 elsewhere.
 
-    Issue 17 measured one 520x696 draw alone at 0.13 s on a 2-core CPU against 0.23 s per draw
-    in a batch of 4, so ``batch=1`` is offered; it is not the default yet because the dropout
-    masks then come in another order, and two robustness tests tuned on the batch-4 draws
-    (tests/test_robust_image.py, tests/test_scale.py) fail with them (docs/benchmarks.md,
-    "Speed (issue 17)").  ``device`` is kept for a per-device default once measured.
+    Why 1 on a CPU: issue 17 measured one 520x696 draw alone at 0.13 s on a 2-core CPU against
+    0.23 s per draw in a batch of 4 (cache effects).  The batch size no longer changes the
+    dropout masks (``UNet.dropout_noise``), so this is a speed choice only.  On CUDA a batch of 4
+    keeps the GPU busy (not measured against 1: no GPU in the sessions so far).
     """
-    return 4
+    return 1 if torch.device(device).type == "cpu" else 4
 
 
 def uses_bf16(device: torch.device | str) -> bool:
@@ -154,7 +164,7 @@ def _inference_state(model: UNet, mc: bool, generator: torch.Generator):
     MC flags and memory format are restored afterwards, whatever happens.
     """
     was_training = model.training
-    mc_before = [(m.drop, m.drop.mc, m.drop.generator) for _, m in model.dropout_layers()]
+    mc_before = [(m.drop, m.drop.mc, m.drop.generator, m.drop.noise) for _, m in model.dropout_layers()]
     was_standard = all(p.is_contiguous() for p in model.parameters())
     model.eval()
     model.set_mc(mc, generator)
@@ -162,8 +172,8 @@ def _inference_state(model: UNet, mc: bool, generator: torch.Generator):
     try:
         yield
     finally:
-        for drop, flag, gen in mc_before:
-            drop.mc, drop.generator = flag, gen
+        for drop, flag, gen, noise in mc_before:
+            drop.mc, drop.generator, drop.noise = flag, gen, noise
         model.train(was_training)
         if was_standard:
             model.to(memory_format=torch.contiguous_format)
@@ -184,22 +194,31 @@ def forward_draws(
     """Yield (embedding [D,H,W], logits [3,H,W]) for each MC draw, ``batch`` at a time
     (``default_batch`` when None).
 
-    The dropout masks come from a generator seeded with ``seed``, never the global RNG.
+    The dropout masks come from a generator seeded with ``seed``, never the global RNG, and
+    are drawn ahead for all draws (``UNet.dropout_noise``): the same draws whatever ``batch``.
     ``should_stop`` is checked before every draw is handed out, not once per batch: the
     caller clusters each draw as it arrives, and Cancel must stop before the next one.
     """
     device = torch.device(device)
     use_bf16 = uses_bf16(device) if bf16 is None else bf16
     batch = default_batch(device) if batch is None else max(int(batch), 1)
+    mc = draws > 1 and bool(model.dropout_layers())
     gen = torch.Generator(device=device).manual_seed(seed)
     xb = x[None].to(device).contiguous(memory_format=torch.channels_last)
     done = 0
-    with _inference_state(model, draws > 1 and bool(model.dropout_layers()), gen):
+    with _inference_state(model, mc, gen):
+        noise = model.dropout_noise(draws, gen) if mc else {}
         while done < draws:
             _check_stop(should_stop)
             n = min(batch, draws - done)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                emb, logits = model(xb.expand(n, -1, -1, -1).contiguous(memory_format=torch.channels_last))
+            for layer, u in noise.items():
+                layer.noise = u[done:done + n]
+            try:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    emb, logits = model(xb.expand(n, -1, -1, -1).contiguous(memory_format=torch.channels_last))
+            finally:  # set for this pass only: a caller may keep this generator suspended
+                for layer in noise:
+                    layer.noise = None
             for i in range(n):
                 if i:
                     _check_stop(should_stop)
@@ -237,7 +256,7 @@ class Update:
         zero entropy, no peaks and no draws: a segmentation without uncertainty yet."""
         if self._pred is None:
             probs = agglomerate(self.draws) if self.done else self.mean.astype(np.float32)
-            ent = entropy_map(probs, self.shape)
+            ent = draws_entropy_map(probs, self.shape)
             peaks = uncertainty_peaks(ent, probs) if self.done else []
             self._pred = Prediction(probs, probs >= self.binarize, ent, peaks, list(self.draws), self.binarize,
                                     bf16=self.bf16, device=self.device)
@@ -286,7 +305,7 @@ def predict_progressive(
     BBBC010 wells, ``tests/test_progressive.py``), which needs the mean pass even when
     ``first`` is off; off by default: on a crop of C10 with a saturated pixel it lost a worm
     in a draw that the unseeded path kept (docs/benchmarks.md).  ``batch``: draws per
-    forward pass (``default_batch``).  A model without
+    forward pass (``default_batch``; the same masks whatever it is).  A model without
     dropout, or one draw, runs the network once: every draw is the mean network.
     ``should_stop()`` is checked before every forward pass and raises ``Cancelled``; the
     updates already yielded stay valid.  Same seed, same result, global RNG untouched.
@@ -356,8 +375,10 @@ def predict(
     nobody sees here).  ``progress(done, total)`` is called after each draw is clustered;
     ``should_stop()`` is checked before each draw and raises ``Cancelled``.  The same ``seed``
     gives the same result whatever the global torch RNG holds, and the global RNG is left
-    untouched.  ``batch=1, seeded=True`` is issue 17's faster path (``predict_progressive``);
-    the defaults give the results of the path before it.  ``threshold=`` is the deprecated name of ``binarize=``.
+    untouched.  ``batch`` changes the speed, not the dropout masks (``default_batch``: 1 on a
+    CPU; results equal up to the convolutions' rounding, bit for bit under bf16 on the project's
+    CPU); ``seeded=True`` (``predict_progressive``) clusters faster but adds the mean network's
+    pass and is not equal draw by draw.  ``threshold=`` is the deprecated name of ``binarize=``.
     ``tile`` (issue 17): 0 never tiles; None tiles images above ``AUTO_TILE_PX`` pixels with
     ``tiling.TILE`` cores; a number tiles with cores of that side when the image is longer
     (``tiling.predict_stitched``: bounded memory until the dense outputs; ``progress`` then

@@ -17,6 +17,7 @@ from torch import nn
 
 EMBED_DIM = 16
 N_CLASSES = 3  # background / foreground / overlap
+NOISE_CHUNK = 4  # MC draws whose dropout noise is drawn together, layer by layer (UNet.dropout_noise)
 
 
 @dataclass
@@ -71,6 +72,9 @@ class ConcreteDropout2d(nn.Module):
         # MC inference draws its masks from this generator when set, so a prediction
         # neither reads nor advances the process-wide RNG (a GUI fine-tune shares it)
         self.generator: torch.Generator | None = None
+        # the uniform noise u [B,C,1,1] of the next forward pass, drawn ahead by the caller
+        # (inference.forward_draws: the same masks whatever the batch size); None: draw here
+        self.noise: torch.Tensor | None = None
 
     @property
     def p(self) -> torch.Tensor:
@@ -81,8 +85,12 @@ class ConcreteDropout2d(nn.Module):
             return x  # inverted dropout: the expectation is the identity
         eps = 1e-7
         p = self.p.to(x.dtype if x.dtype == torch.float32 else torch.float32)
-        u = torch.rand(x.shape[0], x.shape[1], 1, 1, device=x.device, dtype=torch.float32,
-                       generator=self.generator)
+        u = self.noise
+        if u is None:
+            u = torch.rand(x.shape[0], x.shape[1], 1, 1, device=x.device, dtype=torch.float32,
+                           generator=self.generator)
+        elif u.shape != (x.shape[0], x.shape[1], 1, 1):
+            raise ValueError(f"dropout noise of shape {tuple(u.shape)} for an input of shape {tuple(x.shape)}")
         drop_logit = (
             torch.log(p + eps) - torch.log(1 - p + eps) + torch.log(u + eps) - torch.log(1 - u + eps)
         )
@@ -182,6 +190,51 @@ class UNet(nn.Module):
     def dropout_rates(self) -> dict[str, float]:
         """The learned dropout rate of every layer, by layer name (empty for the baseline)."""
         return {n: float(m.drop.p.detach()) for n, m in self.dropout_layers()}
+
+    @torch.no_grad()
+    def dropout_call_order(self) -> list[ConcreteDropout2d]:
+        """The Concrete Dropout layers in the order a forward pass calls them.
+
+        Why: each layer draws its noise from a shared generator when called, so this order (not
+        ``named_modules``', which lists all upsampling convs before the up-levels) fixes which
+        numbers each layer gets.  Found by hooks on one forward pass of a one-cell input with
+        sampling off (no RNG read); the training flag and the sampling flags are restored.
+        """
+        drops = [m.drop for _, m in self.dropout_layers()]
+        order: list[ConcreteDropout2d] = []
+        was_training, mc = self.training, [d.mc for d in drops]
+        hooks = [d.register_forward_pre_hook(lambda mod, _args: order.append(mod)) for d in drops]
+        try:
+            self.eval()
+            for d in drops:
+                d.mc = False
+            p = next(self.parameters())
+            self(torch.zeros(1, self.cfg.in_channels, self.cell, self.cell, device=p.device, dtype=p.dtype))
+        finally:
+            for h in hooks:
+                h.remove()
+            for d, flag in zip(drops, mc):
+                d.mc = flag
+            self.train(was_training)
+        return order
+
+    def dropout_noise(self, draws: int, generator: torch.Generator) -> dict[ConcreteDropout2d, torch.Tensor]:
+        """Each dropout layer's uniform noise u [draws,C,1,1] for ``draws`` MC draws, drawn ahead.
+
+        Why: a layer used to draw u for the rows of its batch when called, so the masks depended
+        on the batch size.  These are exactly the numbers that passes in batches of
+        ``NOISE_CHUNK`` = 4 drew (every figure before issue 17 was made with them): per chunk of
+        4 draws, each layer's rows in the order a forward pass calls the layers.  A forward pass
+        of any batch then takes its rows (``inference.forward_draws`` sets ``noise``).
+        """
+        order = self.dropout_call_order()
+        parts: dict[ConcreteDropout2d, list[torch.Tensor]] = {d: [] for d in order}
+        dev = generator.device
+        for lo in range(0, draws, NOISE_CHUNK):
+            n = min(NOISE_CHUNK, draws - lo)
+            for d in order:
+                parts[d].append(torch.rand(n, d.channels, 1, 1, device=dev, dtype=torch.float32, generator=generator))
+        return {d: torch.cat(p) for d, p in parts.items()}
 
     def set_mc(self, enabled: bool, generator: torch.Generator | None = None) -> None:
         """Keep dropout sampling at inference time (MC-dropout draws), from ``generator``

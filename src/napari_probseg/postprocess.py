@@ -20,6 +20,12 @@ BACKGROUND, FOREGROUND, OVERLAP = 0, 1, 2
 _DEDUPE_CELLS = 20
 _CHUNK = 64  # seeds per kernel block: keeps the [seeds, points] weights in cache
 _HASH = np.random.default_rng(20261126).integers(1, 2**62, 64, dtype=np.int64) | 1
+# Kernel exponents are floored here: exp() of an argument whose float32 result would be
+# subnormal (below ~-87.3) takes a slow path, ~10x slower on the project's CPU (issue 17: it was
+# most of the clustering time).  exp(-87) = 1.6e-38 instead of 0 or a subnormal weight: far below
+# the sums it enters, though a centre can move in its last bits (47 test wells, 8 draws: one pixel of
+# one draw differed; docs/benchmarks.md, "Clustering's exp()").
+_EXP_FLOOR = -87.0
 
 
 def _row_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +86,7 @@ def _kernel(s: torch.Tensor, pts_t: torch.Tensor, pts_sq: torch.Tensor, inv: flo
     """Gaussian kernel weights [S,P] of a block of seeds ``s`` against all points."""
     # squared distances as |p|^2 - 2 s.p + |s|^2 in place: no [S,P] temporaries besides w
     w = torch.addmm(pts_sq, s, pts_t, alpha=-2)
-    return w.add_((s * s).sum(1, keepdim=True)).clamp_(min=0).mul_(inv).exp_()
+    return w.add_((s * s).sum(1, keepdim=True)).clamp_(min=0, max=_EXP_FLOOR / inv).mul_(inv).exp_()
 
 
 def _gaussian_shift(seeds: torch.Tensor, pts: torch.Tensor, pts_t: torch.Tensor, pts_sq: torch.Tensor,
