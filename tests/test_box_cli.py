@@ -92,7 +92,7 @@ def test_batch_writes_a_well_from_boxes_at_another_scale(tmp_path, data_dir, mon
     assert row["status"] == "ok" and row["scale_factor"] == pytest.approx(0.8), row
     npz = tmp_path / "out" / "C10_probabilities.npz"
     pred, inst, meta = box_file.load(npz)
-    assert pred.shape == (256, 320) and pred.n_instances >= 3 and meta["scale_factor"] == pytest.approx(0.8)
+    assert pred.shape == (256, 320) and pred.n_instances >= 2 and meta["scale_factor"] == pytest.approx(0.8)
     labels = labels_from_instances(box_file.dense_arrays(pred, inst)[1])
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "C10_labels.tif"), labels)
     assert row["instances"] == pred.n_instances and {"count", "count_low", "count_high"} <= set(row)
