@@ -163,12 +163,12 @@ class UNet(nn.Module):
         for i, (c1, c2) in enumerate(self.down):
             if i:
                 x = F.max_pool2d(x, 2)
-            x = F.relu(c2(F.relu(c1(x))))
+            x = F.relu(c2(F.relu(c1(x), inplace=True)), inplace=True)
             skips.append(x)
         for upc, (c1, c2), skip in zip(self.up_conv, self.up, reversed(skips[:-1])):
-            x = F.relu(upc(F.interpolate(x, scale_factor=2, mode="nearest")))
+            x = F.relu(upc(F.interpolate(x, scale_factor=2, mode="nearest")), inplace=True)
             x = torch.cat([x, skip], dim=1)
-            x = F.relu(c2(F.relu(c1(x))))
+            x = F.relu(c2(F.relu(c1(x), inplace=True)), inplace=True)
         out = self.head(x)[..., :h, :w]
         e = self.cfg.embed_dim
         return out[:, :e], out[:, e:]
