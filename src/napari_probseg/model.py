@@ -80,7 +80,10 @@ class ConcreteDropout2d(nn.Module):
     def p(self) -> torch.Tensor:
         return torch.sigmoid(self.p_logit)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``inplace``: the caller owns ``x`` (a fresh activation), so without autograd the mask
+        scales it in place: a 2048 px window's activations are ~240 MB each, and a new one per
+        layer and draw costs memory traffic and page faults, not arithmetic (same numbers)."""
         if not (self.training or self.mc):
             return x  # inverted dropout: the expectation is the identity
         eps = 1e-7
@@ -96,6 +99,8 @@ class ConcreteDropout2d(nn.Module):
         )
         drop = torch.sigmoid(drop_logit / self.temperature)
         keep = (1 - drop) / (1 - p)
+        if inplace and not torch.is_grad_enabled():
+            return x.mul_(keep.to(x.dtype))
         return x * keep.to(x.dtype)
 
 
@@ -109,9 +114,9 @@ class DropConv(nn.Module):
         )
         self.conv = nn.Conv2d(cin, cout, k, padding=k // 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         if self.drop is not None:
-            x = self.drop(x)
+            x = self.drop(x, inplace=inplace)
         return self.conv(x)
 
 
@@ -163,13 +168,14 @@ class UNet(nn.Module):
         for i, (c1, c2) in enumerate(self.down):
             if i:
                 x = F.max_pool2d(x, 2)
-            x = F.relu(c2(F.relu(c1(x), inplace=True)), inplace=True)
+            # every input but the network's own is a fresh activation: dropout may scale it in place
+            x = F.relu(c2(F.relu(c1(x, inplace=i > 0), inplace=True), inplace=True), inplace=True)
             skips.append(x)
         for upc, (c1, c2), skip in zip(self.up_conv, self.up, reversed(skips[:-1])):
-            x = F.relu(upc(F.interpolate(x, scale_factor=2, mode="nearest")), inplace=True)
+            x = F.relu(upc(F.interpolate(x, scale_factor=2, mode="nearest"), inplace=True), inplace=True)
             x = torch.cat([x, skip], dim=1)
-            x = F.relu(c2(F.relu(c1(x), inplace=True)), inplace=True)
-        out = self.head(x)[..., :h, :w]
+            x = F.relu(c2(F.relu(c1(x, inplace=True), inplace=True), inplace=True), inplace=True)
+        out = self.head(x, inplace=True)[..., :h, :w]
         e = self.cfg.embed_dim
         return out[:, :e], out[:, e:]
 
