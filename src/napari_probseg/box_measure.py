@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .boxes import BoxPrediction
+from .boxes import BoxPrediction, bounds
 from .measurements import UNCERTAIN, _probability_columns, columns, shape_measures
 
 PAD = 2
@@ -19,8 +19,7 @@ PAD = 2
 def _overlaps(bp: BoxPrediction, keep: list[int]) -> tuple[list[int], list[int]]:
     """Per kept instance: how many other kept instances share pixels with it, and how many of its
     pixels are shared (``measurements._overlaps`` on boxes)."""
-    b = np.array([[bp.crops[k].y, bp.crops[k].x, bp.crops[k].y + bp.crops[k].probabilities.shape[0],
-                   bp.crops[k].x + bp.crops[k].probabilities.shape[1]] for k in keep]).reshape(-1, 4)
+    b = bounds([bp.crops[k] for k in keep])
     n_over, shared = [], []
     for a, k in enumerate(keep):
         m = bp.mask(k)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .boxes import Crop
+from .boxes import Crop, bounds
 from .review import ReviewConfig, ReviewItem, score_candidates
 from .review_candidates import _union_find, candidates
 from .review_features import normalised_stats, raw_stats
@@ -24,7 +24,7 @@ def groups(crops: list[Crop], gap: int) -> list[list[int]]:
     """Instances (indices, ascending) whose boxes come within ``gap`` px of each other, grouped."""
     if not crops:
         return []
-    b = np.array([[c.y, c.x, c.y + c.probabilities.shape[0], c.x + c.probabilities.shape[1]] for c in crops])
+    b = bounds(crops)
     order = np.argsort(b[:, 0], kind="stable")
     pairs = []
     for n, i in enumerate(order):  # sweep down the rows: only boxes that start above i's bottom + gap can meet it

@@ -145,12 +145,19 @@ def wants_boxes(n: int, shape: tuple[int, int], available: int | None = None) ->
     return need > DENSE_LIMIT_BYTES or 3 * need > available
 
 
+def bounds(instances: list) -> np.ndarray:
+    """[N,4] int: each box's (y0, x0, y1, x1), end exclusive, of instances in boxes (``Crop`` or
+    ``tiling.Instance``); [0,4] for none."""
+    return np.array([[i.y, i.x, i.y + i.probabilities.shape[0], i.x + i.probabilities.shape[1]] for i in instances],
+                    dtype=np.int64).reshape(-1, 4)
+
+
 def sparse_peaks(entropy: np.ndarray, instances: list) -> list[Peak]:
     """``peaks.uncertainty_peaks`` on instances in boxes (``Crop`` or ``tiling.Instance``): the same
     peaks and touched instances."""
     if not instances:
         return [Peak(s, y, x, []) for s, y, x in peak_patches(entropy, None, PATCH)]
-    boxes = np.array([[i.y, i.x, i.y + i.probabilities.shape[0], i.x + i.probabilities.shape[1]] for i in instances])
+    boxes = bounds(instances)
     out = []
     for score, y, x in peak_patches(entropy, None, PATCH):
         wy, wx = grown_window(y, x, PATCH, entropy.shape)

@@ -118,7 +118,7 @@ def foreground_probability(model: UNet, image: np.ndarray, device: torch.device 
     import torch
 
     from .inference import prepare_input
-    from .tiling import tile_grid
+    from .tiling import core_in_window, tile_grid
 
     x = prepare_input(image, model)
     h, w = x.shape[-2:]
@@ -133,8 +133,7 @@ def foreground_probability(model: UNet, image: np.ndarray, device: torch.device 
             for core, win in grid:
                 _, logits = model(x[(slice(None), *win)][None].to(device))
                 p = torch.softmax(logits[0].float(), 0)[1:].sum(0).cpu().numpy()
-                out[core] = p[core[0].start - win[0].start:core[0].stop - win[0].start,
-                              core[1].start - win[1].start:core[1].stop - win[1].start]
+                out[core] = p[core_in_window(core, win)]
     finally:
         model.train(was_training)
     return out

@@ -31,7 +31,7 @@ from .boxes import sparse_peaks  # noqa: F401 (moved there: torch-free for the r
 from .checkpoint import PostprocessConfig
 from .inference import Prediction, _check_stop, _settings, forward_draws, prepare_input, uses_bf16
 from .model import UNet
-from .peaks import Peak, uncertainty_peaks
+from .peaks import Peak
 from .sparse import Box, agglomerate_boxes, cluster_blobs
 from .uncertainty_metrics import bernoulli_entropy
 from .validation import AUTO_TILE_CORE, InputError, OptionError
@@ -92,17 +92,13 @@ class TiledPrediction:
 
     def labels(self) -> np.ndarray:
         """Label image (0 = background, instance i -> i + 1; the later one wins where they overlap)."""
-        lab = np.zeros(self.shape, np.int32)
-        for k, inst in enumerate(self.instances):
-            lab[inst.box][inst.probabilities >= self.binarize] = k + 1
-        return lab
+        return self.to_boxes().labels()
 
     def to_prediction(self) -> Prediction:
-        """The dense ``Prediction`` ([N,H,W] arrays) the outputs are written from (``check_dense`` first)."""
-        probs = np.zeros((len(self.instances), *self.shape), np.float32)
-        for k, inst in enumerate(self.instances):
-            probs[k][inst.box] = inst.probabilities
-        return StitchedPrediction(probs, probs >= self.binarize, self.entropy, uncertainty_peaks(self.entropy, probs),
+        """The dense ``Prediction`` ([N,H,W] arrays) the outputs are written from (``check_dense`` first);
+        its peaks are this prediction's (``sparse_peaks``: the dense ``uncertainty_peaks``' peaks)."""
+        probs = self.to_boxes().to_dense()
+        return StitchedPrediction(probs, probs >= self.binarize, self.entropy, list(self.peaks),
                                   [], self.binarize, bf16=self.bf16, device=self.device, counts=list(self.draw_counts),
                                   tiles=self.tiles)
 
@@ -155,6 +151,11 @@ def tile_grid(h: int, w: int, tile: int = TILE, margin: int = MARGIN,
                    slice(max(int(x0) - margin, 0) // align * align, min(int(x1) + margin, w)))
             out.append((core, win))
     return out
+
+
+def core_in_window(core: tuple[slice, slice], win: tuple[slice, slice]) -> tuple[slice, slice]:
+    """A tile's core (``tile_grid``) in its window's own pixels: where the window's outputs are kept."""
+    return tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, win))  # type: ignore[return-value]
 
 
 def available_bytes() -> int:
@@ -219,8 +220,7 @@ def predict_tiled(
     bf16 = uses_bf16(device)
     batch = 1 if batch is None else batch
     for t, (core, win) in enumerate(grid):
-        roi = (slice(core[0].start - win[0].start, core[0].stop - win[0].start),
-               slice(core[1].start - win[1].start, core[1].stop - win[1].start))
+        roi = core_in_window(core, win)
         stacks = _window_draws(model, x[:, win[0], win[1]], post, draws, device, seed, should_stop, batch, bf16, roi)
         for p in agglomerate_boxes(stacks):
             inst = _keep(p, core, win, (h, w), t)
