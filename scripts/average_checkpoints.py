@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from napari_probseg.atomic import atomic_write
-from napari_probseg.checkpoint import build_model, read_checkpoint
+from napari_probseg.checkpoint import CheckpointError, build_model, read_checkpoint
 
 
 def average(paths: list[str]) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -29,7 +30,7 @@ def average(paths: list[str]) -> tuple[dict, dict[str, torch.Tensor]]:
     for path in paths:
         h, tensors = read_checkpoint(path)
         if h["model"] != header["model"]:
-            raise SystemExit(f"{path}: a different network config from {paths[0]}; cannot average")
+            raise CheckpointError(f"{path}: a different network config from {paths[0]}; cannot average")
         build_model(h, tensors, path)  # validates shapes and finiteness
         for k, v in tensors.items():
             if k.startswith("model."):
@@ -44,7 +45,11 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    header, tensors = average(args.checkpoints)
+    try:
+        header, tensors = average(args.checkpoints)
+    except CheckpointError as exc:  # model files are untrusted input: one line, nothing written
+        print(f"average_checkpoints: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     out = Path(args.out)
     atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
     print(f"wrote {out} (mean of {len(args.checkpoints)} checkpoints)")

@@ -8,6 +8,7 @@ together) says whether such a difference is more than which wells happen to be i
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,9 @@ def main() -> None:
     wells = sorted(p.stem for p in (args.a / "predictions").glob("*.npz")
                    if (args.b / "predictions" / p.name).is_file())
     if not wells:
-        raise SystemExit("probseg: error: the two folders share no saved predictions (predictions/*.npz)")
+        print(f"compare_evals: error: {args.a} and {args.b} share no saved predictions (predictions/*.npz); "
+              "give two `probseg evaluate` output folders", file=sys.stderr)
+        raise SystemExit(2)
     sa, sb = [], []
     for w in wells:
         gt = load_masks(data, w)
