@@ -26,6 +26,7 @@ from napari_probseg.data import (
     make_well,
     pad_masks,
 )
+from napari_probseg.checkpoint import read_checkpoint
 from napari_probseg.train import TrainConfig, export_weights, train
 
 _COMMON = dict(warmup=200, lr=1e-3, overlap_weight=3.0, ce_weight=10.0, seed=0, batch=4, crop=256)
@@ -48,12 +49,19 @@ PRESETS = {
 }
 
 
-def make_pack(dest: str) -> None:
+def make_pack(dest: str, leave_out: set[str] = frozenset()) -> None:
+    """Write the train wells but ``leave_out`` (the held-out wells stay behind: a smaller file to carry)."""
     data = default_data_dir()
-    wells, _ = available_wells(data, "train")
+    wells = [w for w in available_wells(data, "train")[0] if w not in leave_out]
     padded = pad_masks([load_masks(data, w) for w in wells])
-    np.savez_compressed(dest, wells=np.array(wells), images=np.stack([load_image(data, w) for w in wells]),
+    np.savez_compressed(dest, wells=np.array(wells), left_out=np.array(sorted(leave_out), dtype=str), images=np.stack([load_image(data, w) for w in wells]),
                         masks=np.packbits(padded, axis=-1), width=np.array(padded.shape[-1]))
+
+
+def pack_left_out(path: str) -> set[str]:
+    """The train wells a pack was written without (``--make-pack DEST --holdout ...``)."""
+    z = np.load(path)
+    return set(z["left_out"].tolist()) if "left_out" in z.files else set()
 
 
 def load_pack(path: str) -> list[Well]:
@@ -74,13 +82,15 @@ def main() -> None:
     ap.add_argument("--pack", help="read the train wells from this --make-pack file")
     ap.add_argument("--make-pack", metavar="DEST", help="write the train wells to DEST (.npz) and exit")
     ap.add_argument("--init", help="start from these weights with a fresh schedule (fine-tuning phase)")
-    ap.add_argument("--export-to", help="also write shippable weights here at every checkpoint")
+    ap.add_argument("--export-to", help="also write shippable weights here at every checkpoint "
+                    "('{step}' in the name: one file per checkpoint, e.g. runs/x/w-{step}.safetensors)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override preset fields")
     ap.add_argument("--holdout", default="", metavar="W1,W2",
                     help="train wells left out of training, to choose checkpoints on (scripts/validate_checkpoints.py)")
     args = ap.parse_args()
+    holdout = {w for w in args.holdout.split(",") if w}
     if args.make_pack:
-        make_pack(args.make_pack)
+        make_pack(args.make_pack, holdout)
         return
     torch.set_num_threads(args.threads)
     preset = {"split": "train", "checkpoint_every": 500, **PRESETS[args.variant]}
@@ -97,10 +107,9 @@ def main() -> None:
         cfg = TrainConfig(**{**preset, "out_dir": out, "device": args.device, "time_budget_s": args.time_budget})
     except ValueError as exc:  # a bad --set value
         ap.error(str(exc))
-    holdout = {w for w in args.holdout.split(",") if w}
     wells = load_pack(args.pack) if args.pack else [load_well(default_data_dir(), w) for w in
                                                       available_wells(default_data_dir(), "train")[0]]
-    unknown = holdout - {w.name for w in wells}
+    unknown = holdout - {w.name for w in wells} - (pack_left_out(args.pack) if args.pack else set())
     if unknown:
         ap.error(f"--holdout: {sorted(unknown)} are not train wells")
     wells = [w for w in wells if w.name not in holdout]
@@ -112,12 +121,12 @@ def main() -> None:
             print(os.path.basename(out), step, "/", cfg.steps, f"{time.time() - t0:.0f}s",
                   {k: round(v, 3) for k, v in terms.items()}, flush=True)
         if args.export_to and step % cfg.checkpoint_every == 0 and os.path.exists(last):
-            export_weights(last, args.export_to)  # the checkpoint of the previous 500 steps
+            export_weights(last, args.export_to.format(step=step - cfg.checkpoint_every))  # the previous checkpoint
 
     resume = last if os.path.exists(last) else None
     path = train(cfg, wells=wells, resume=resume, init_from=None if resume else args.init, progress=log)
     if args.export_to:
-        export_weights(path, args.export_to)
+        export_weights(path, args.export_to.format(step=read_checkpoint(path)[0]["meta"]["step"]))
     print("finished", path, f"{time.time() - t0:.0f}s", "steps", cfg.steps, flush=True)
 
 
