@@ -16,6 +16,7 @@ import time
 import numpy as np
 import torch
 
+from napari_probseg.checkpoint import read_checkpoint
 from napari_probseg.data import (
     Well,
     available_wells,
@@ -26,7 +27,6 @@ from napari_probseg.data import (
     make_well,
     pad_masks,
 )
-from napari_probseg.checkpoint import read_checkpoint
 from napari_probseg.train import TrainConfig, export_weights, train
 
 _COMMON = dict(warmup=200, lr=1e-3, overlap_weight=3.0, ce_weight=10.0, seed=0, batch=4, crop=256)
