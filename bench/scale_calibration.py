@@ -1,11 +1,12 @@
-"""Recompute scale.TRAINING_WORM_WIDTH and check the estimator's bias on training wells (issue 19).
+"""Recompute scale.TRAINING_WORM_WIDTH and measure a model's width bias on training wells (issue 19).
 
 TRAINING_WORM_WIDTH is the median over the train wells of ``scale.worm_width`` of the union of
 their ground-truth worms.  The estimator measures the *network's* foreground, so its bias is
-reported too: network width / ground-truth width on the same wells at their own scale (a
-bias far from 1 would need a correction in ``scale.estimate_worm_width``).
+measured too: ``scale.estimate_worm_width`` (uncorrected) / ground-truth width on the same wells at
+their own scale.  ``--write MODEL_FILE`` stores that median in the file (``ModelConfig.worm_width_bias``),
+which the estimator then divides by.
 
-    python bench/scale_calibration.py [--data DIR] [--network-wells 10]
+    python bench/scale_calibration.py [--data DIR] [--network-wells 10] [--model M] [--write FILE]
 """
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ import numpy as np
 
 
 def main() -> None:
+    from dataclasses import replace
+
     from napari_probseg.data import default_data_dir, load_image, load_masks, read_split
     from napari_probseg.models import load_model
-    from napari_probseg.scale import TRAINING_WORM_WIDTH, foreground, worm_width
+    from napari_probseg.scale import TRAINING_WORM_WIDTH, estimate_worm_width, foreground, worm_width
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None)
     ap.add_argument("--model", default="bbbc010-concrete")
     ap.add_argument("--network-wells", type=int, default=10, help="train wells (evenly spread) for the bias check")
+    ap.add_argument("--write", metavar="FILE", help="store the estimator's median bias in this model file")
     args = ap.parse_args()
     data = default_data_dir() if args.data is None else args.data
     wells = read_split(data, "train")
@@ -36,6 +40,17 @@ def main() -> None:
     ratios = [worm_width(foreground(lm.model, load_image(data, w))) / gt[w] for w in picked]
     print(f"network / ground-truth width on {len(picked)} train wells ({', '.join(picked)}): "
           f"median {np.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}")
+    stored = lm.model.cfg.worm_width_bias
+    lm.model.cfg = replace(lm.model.cfg, worm_width_bias=1.0)  # the raw estimate
+    est = [estimate_worm_width(lm.model, load_image(data, w)) / gt[w] for w in picked]
+    bias = float(np.median(est))
+    print(f"estimate_worm_width (uncorrected) / ground-truth width, same wells: median {bias:.3f}, "
+          f"range {min(est):.3f}-{max(est):.3f}; the model file stores {stored}")
+    if args.write:
+        from napari_probseg.checkpoint import set_worm_width_bias
+
+        set_worm_width_bias(args.write, bias)
+        print(f"wrote worm_width_bias = {bias:.3f} into {args.write}")
 
 
 if __name__ == "__main__":

@@ -79,17 +79,21 @@ def test_hot_pixel_is_clipped_to_an_ordinary_value():
 
 
 def test_saturated_pixel_changes_nothing_outside_its_neighbourhood():
+    """The whole C10 well, its background pixel farthest from any worm saturated: no worm beyond the
+    U-Net's reach (~107 px) changes.  On a 192x256 crop of it, v5's one crossing pair whose cluster
+    centres sit at the merge radius flips under numerical noise alone (bf16 embeddings move by 0.1-0.25 beyond the
+    reach), which no input change can avoid; so the check is on the user's whole image."""
     from scipy import ndimage
 
     lm = load_model("bbbc010-concrete")
-    img = load_sample("C10")[:, 112:304, 224:480]  # several worms, two crossing
+    img = load_sample("C10")
     clean = predict(lm.model, img, lm.postprocess, draws=4).binary_instances()
     dist = ndimage.distance_transform_edt(~clean.any(0))
     y, x = np.unravel_index(np.argmax(dist), dist.shape)  # the background pixel farthest from any worm
     yy, xx = np.mgrid[: img.shape[1], : img.shape[2]]
-    far = np.hypot(yy - y, xx - x) > 48
+    far = np.hypot(yy - y, xx - x) > 112  # the network's reach, on its 16-px grid
     keep = np.array([m for m in clean if not (m & ~far).any()])
-    assert len(keep) >= 2
+    assert len(keep) >= 10
     for c in range(2):
         hot = img.copy()
         hot[c, y, x] = 65535

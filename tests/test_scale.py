@@ -180,3 +180,39 @@ def test_an_empty_field_gives_no_width_and_is_not_resampled(bundled_model):
     corner = tifffile.imread(SAMPLE)[:, :64, :64]
     info = choose_scale(bundled_model.model, corner)
     assert info.worm_width is None and info.factor == 1.0 and "no worms found" in info.describe()
+
+
+def test_the_estimate_is_divided_by_the_networks_own_width_bias(bundled_model, data_dir):
+    """A network that draws worms 25% wider than the annotation reports widths 25% smaller: the
+    bias stored in the file is how the estimate becomes the width a person would measure."""
+    from dataclasses import replace
+
+    image = load_image(data_dir, "D14")
+    model = bundled_model.model
+    stored = model.cfg
+    try:
+        model.cfg = replace(stored, worm_width_bias=1.0)
+        raw = estimate_worm_width(model, image)
+        model.cfg = replace(stored, worm_width_bias=1.25)
+        corrected = estimate_worm_width(model, image)
+    finally:
+        model.cfg = stored
+    assert corrected == pytest.approx(raw / 1.25, rel=0.05)
+    assert stored.worm_width_bias > 1.0  # the shipped v5 draws borders outside the annotation
+
+
+@pytest.mark.parametrize("bias", [0.1, 3.0, "1.1", True])
+def test_a_model_file_with_a_bad_width_bias_is_refused(tmp_path, bias):
+    import json
+
+    from safetensors.torch import save_file
+
+    from napari_probseg.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+    from napari_probseg.models import resolve_model
+
+    header, tensors = read_checkpoint(resolve_model("bbbc010-concrete"))
+    header["model"]["worm_width_bias"] = bias
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata={"probseg": json.dumps(header)})
+    with pytest.raises(CheckpointError, match="worm_width_bias"):
+        load_checkpoint(bad)

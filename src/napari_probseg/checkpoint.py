@@ -128,7 +128,7 @@ _MODEL_SCHEMA: dict[str, tuple[type, float | None, float | None]] = {
     "in_channels": (int, 1, 16), "base_filters": (int, 1, 128), "levels": (int, 1, 8),
     "embed_dim": (int, 1, 256), "n_classes": (int, 3, 3), "temperature": (float, 1e-4, 10.0),
     "init_dropout": (float, 1e-6, 0.999), "iota2": (float, 0.0, 1.0), "zeta": (float, 0.0, 1.0),
-    "n_train_samples": (int, 1, 10_000_000),
+    "n_train_samples": (int, 1, 10_000_000), "worm_width_bias": (float, 0.5, 2.0),
 }
 _POST_SCHEMA = {"bandwidth": "bandwidth", "cluster_radius": "cluster_radius", "threshold": "cluster_radius",
                 "min_size": "min_size", "binarize": "binarize", "mc_draws": "draws"}
@@ -233,6 +233,15 @@ def update_postprocess(path: str | Path, postprocess: PostprocessConfig, note: s
     header["postprocess"] = postprocess.__dict__
     if note:
         header.setdefault("meta", {})["postprocess_note"] = note
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
+
+
+def set_worm_width_bias(path: str | Path, bias: float) -> None:
+    """Record how much wider than the annotation this network's foreground is (bench/scale_calibration.py)."""
+    from safetensors.torch import save_file
+
+    header, tensors = read_checkpoint(path)
+    header["model"] = ModelConfig.from_dict({**header["model"], "worm_width_bias": round(float(bias), 3)}).to_dict()
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
 
 

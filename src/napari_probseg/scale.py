@@ -201,6 +201,8 @@ def estimate_worm_width(model: UNet, image: np.ndarray, device: torch.device | s
     narrower than it learnt are measured faithfully.  So the first look is at half size
     (full size only when it finds nothing), and the refining look at the magnification that
     puts the worms at 85% of the training width.  None when neither look finds worms.
+    The result is divided by the network's ``worm_width_bias`` (how much wider than the annotation
+    its foreground is), so it is the width a person would measure.
     """
     width = None
     for first in FIRST_LOOK:
@@ -209,8 +211,9 @@ def estimate_worm_width(model: UNet, image: np.ndarray, device: torch.device | s
             break
     if width is None:
         return None
-    refined = _width_at(model, image, _clip(REFINE_AT * TRAINING_WORM_WIDTH / width), device, should_stop)
-    return width if refined is None else refined
+    bias = float(getattr(model.cfg, "worm_width_bias", 1.0))
+    refined = _width_at(model, image, _clip(REFINE_AT * TRAINING_WORM_WIDTH * bias / width), device, should_stop)
+    return (width if refined is None else refined) / bias
 
 
 def _clip(factor: float) -> float:
