@@ -6,7 +6,7 @@ measured too: ``scale.estimate_worm_width`` (uncorrected) / ground-truth width o
 their own scale.  ``--write MODEL_FILE`` stores that median in the file (``ModelConfig.worm_width_bias``),
 which the estimator then divides by.
 
-    python bench/scale_calibration.py [--data DIR] [--network-wells 10] [--model M] [--write FILE]
+    python bench/scale_calibration.py [--data DIR] [--network-wells 50] [--model M] [--write FILE]
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None)
     ap.add_argument("--model", default="bbbc010-concrete")
-    ap.add_argument("--network-wells", type=int, default=10, help="train wells (evenly spread) for the bias check")
+    ap.add_argument("--network-wells", type=int, default=50, help="train wells (evenly spread) for the bias (default: all 50)")
     ap.add_argument("--write", metavar="FILE", help="store the estimator's median bias in this model file")
     args = ap.parse_args()
     data = default_data_dir() if args.data is None else args.data
