@@ -29,12 +29,11 @@ import torch
 
 from .boxes import sparse_peaks  # noqa: F401 (moved there: torch-free for the reader)
 from .checkpoint import PostprocessConfig
-from .inference import Prediction, _check_stop, _settings, forward_draws, prepare_input, uses_bf16
+from .inference import Prediction
 from .model import UNet
 from .peaks import Peak
-from .sparse import Box, agglomerate_boxes, cluster_blobs
-from .uncertainty_metrics import bernoulli_entropy
-from .validation import AUTO_TILE_CORE, InputError, OptionError
+from .sparse import Box
+from .validation import AUTO_TILE_CORE, InputError
 
 TILE = AUTO_TILE_CORE  # core side (pixels), validation says why 2048
 MARGIN = 224  # context on every side of a core: half the longest BBBC010 worm (155 px) + the U-Net's reach (~107 px)
@@ -201,44 +200,23 @@ def predict_tiled(
 ) -> TiledPrediction:
     """Raw image [C,H,W] of any size -> stitched instances, entropy and peaks, tile by tile.
 
+    ``tiled_progress.predict_tiled_progressive`` run to its end (without the quick pass nobody
+    sees here): one code path for the dock's progressive results and this.
     ``progress(done, total)`` counts tiles; ``should_stop()`` is checked before every draw of
     every tile (raises ``inference.Cancelled``).  Every window uses the same ``seed``, so the
     same dropout masks as an untiled ``predict`` with the same ``batch`` (they drop whole
     channels, whatever the window's size).  ``batch`` defaults to 1 here: on a 1248 px window
     a batch of 4 took 1.8x as long per draw and 2.7x the memory (docs/benchmarks.md).
     """
-    post, draws, binarize = _settings(post, draws, binarize)
-    if tile < 2 * model.cell or margin < 0:
-        raise OptionError(f"tile {tile} and margin {margin}: the tile must be at least {2 * model.cell} pixels "
-                          "and the margin at least 0")
-    h, w = np.shape(image)[-2:]
-    check_memory(h, w, model.cfg.in_channels, tile, margin)
-    x = prepare_input(image, model)
-    grid = tile_grid(h, w, tile, margin, align=model.cell)
-    kept: list[Instance] = []
-    truncated, counts = 0, [0] * draws
-    bf16 = uses_bf16(device)
-    batch = 1 if batch is None else batch
-    for t, (core, win) in enumerate(grid):
-        roi = core_in_window(core, win)
-        stacks = _window_draws(model, x[:, win[0], win[1]], post, draws, device, seed, should_stop, batch, bf16, roi)
-        for p in agglomerate_boxes(stacks):
-            inst = _keep(p, core, win, (h, w), t)
-            if inst is not None:
-                truncated += inst[1]
-                kept.append(inst[0])
-        # a draw's instances whose centre is in this core (the count interval's per-draw spread)
-        for d, stack in enumerate(stacks):
-            counts[d] += sum(_centre_in(m, win, core) for m in stack)
-        if progress is not None:
-            progress(t + 1, len(grid))
-    kept = _dedupe(kept)
-    entropy = np.zeros((h, w), np.float32)
-    for inst in kept:
-        region = entropy[inst.box]
-        np.maximum(region, bernoulli_entropy(inst.probabilities).astype(np.float32), out=region)
-    return TiledPrediction(kept, entropy, sparse_peaks(entropy, kept), binarize, len(grid), truncated,
-                           bf16=bf16, device=str(torch.device(device)), draw_counts=counts)
+    from .tiled_progress import predict_tiled_progressive
+
+    last, finished = None, 0
+    for last in predict_tiled_progressive(model, image, post, draws, binarize, device, seed, should_stop,
+                                          tile=tile, margin=margin, batch=batch, first=False):
+        if progress is not None and last.tiles_done > finished:
+            finished = last.tiles_done
+            progress(finished, last.tiles)
+    return last.prediction()
 
 
 def predict_stitched(model: UNet, image: np.ndarray, post: PostprocessConfig | None = None, draws: int | None = None,
@@ -252,22 +230,6 @@ def predict_stitched(model: UNet, image: np.ndarray, post: PostprocessConfig | N
                           batch=batch)
     tiled.check_dense()
     return tiled.to_prediction()
-
-
-def _window_draws(model: UNet, xw: torch.Tensor, post: PostprocessConfig, draws: int, device, seed: int,
-                  should_stop, batch: int | None, bf16: bool, roi: tuple[slice, slice]) -> list[list[Box]]:
-    """One window's ``draws`` clustered draws (``updates_from_input``'s draws, clustered per blob;
-    only blobs that reach the core ``roi``: no other can give an instance centred there).
-
-    A model without dropout, or one draw, runs the network once: every draw is the mean network.
-    """
-    cluster = dict(bandwidth=post.bandwidth, cluster_radius=post.cluster_radius, min_size=post.min_size, roi=roi)
-    if draws > 1 and model.dropout_layers():
-        return [cluster_blobs(emb, logits, **cluster, seed=seed + i) for i, (emb, logits) in
-                enumerate(forward_draws(model, xw, draws, device, batch, seed=seed, should_stop=should_stop, bf16=bf16))]
-    _check_stop(should_stop)
-    mean = cluster_blobs(*next(forward_draws(model, xw, 1, device, seed=seed, bf16=bf16)), **cluster, seed=seed)
-    return [mean] * draws
 
 
 def _centre_in(p: Box, win: tuple[slice, slice], core: tuple[slice, slice]) -> bool:
