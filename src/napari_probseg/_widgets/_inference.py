@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 from . import _common as C
 from . import _segment_layers as L
 from ._channels import NO_FLUORESCENCE, LayerInfo, duplicates, match_channels
-from ._segment_job import Job, Partial, Segmented, gc_quiet, infer, warm_up
+from ._segment_job import Job, Partial, Segmented, cancel_text, gc_quiet, infer, warm_up
 
 if TYPE_CHECKING:
     import napari
@@ -305,6 +305,7 @@ class InferenceWidget(QWidget):
             return None
         self._stop.clear()
         self.progress.setRange(0, job.draws)
+        self.progress.setFormat("draw %v / %m")
         self.progress.setValue(0)
         self.status.setText(f"segmenting {job.image_name} on {job.device}...")
         self.run_button.setEnabled(False)
@@ -326,6 +327,9 @@ class InferenceWidget(QWidget):
         self.status.setText("cancelling after the current draw (what has arrived is kept)...")
 
     def _on_progress(self, done: int, total: int) -> None:
+        if total != self.progress.maximum():  # a tiled field counts forward passes (every tile's), not draws
+            self.progress.setRange(0, total)
+            self.progress.setFormat("pass %v / %m")
         self.progress.setValue(done)
 
     def _on_finished(self) -> None:
@@ -352,8 +356,8 @@ class InferenceWidget(QWidget):
         if self.worker is None:  # arrived after the run ended (it was queued): the final result is shown
             return
         layers.show(part.layers, final=False)
-        what = ("mean network at the image's own scale; estimating the worm width" if part.scale_pending else
-                "mean network (no dropout)" if part.done == 0 else f"{part.done} of {part.total} draws")
+        what = part.what or ("mean network at the image's own scale; estimating the worm width" if part.scale_pending
+                             else "mean network (no dropout)" if part.done == 0 else f"{part.done} of {part.total} draws")
         self.status.setText(f"{job.image_name}: {part.n_instances} instances so far ({what}); "
                             f"refining on {job.device}...")
 
@@ -377,8 +381,7 @@ class InferenceWidget(QWidget):
         pred, meta, session = res.prediction, res.meta, res.session
         self._bind_docks(L.run_layers(self.viewer, job.run_id)["labels"])
         count = count_interval(meta["count_inputs"]).text()
-        held = (f"cancelled: kept the result of {meta['draws']} of {job.draws} draws"
-                + (" (mean network only, no uncertainty)" if meta["draws"] == 0 else "") + ". ") if res.cancelled else ""
+        held = cancel_text(meta, job.draws) if res.cancelled else ""
         self.status.setText(f"{held}{job.image_name}: {pred.n_instances} instances, {count}, "
                             f"{len(session.default_items())} suspected errors, {len(pred.peaks)} uncertainty peaks "
                             f"({meta['seconds']:.1f} s, {meta['draws']} draws on {job.device}); {meta['scale_text']}")

@@ -59,6 +59,7 @@ class Partial:
     done: int
     total: int
     scale_pending: bool = False  # the image's own scale while the worm width is being estimated
+    what: str = ""  # what it holds, when "mean network" or "done of total draws" would not say (a tiled field)
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
 
     from ..checkpoint import CheckpointError
     from ..data import InputError
-    from ..inference import Cancelled, predict, predict_progressive, tiles_image
+    from ..inference import Cancelled, predict_progressive, tiles_image
     from ..models import load_model
     from ..scale import network_view
 
@@ -167,10 +168,11 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
         else:
             scale, image, mapped = network_view(lm.model, job.image, job.worm_width, job.device, stop.is_set)
         if tiles_image(image.shape, None):
-            # a field this large clustered whole can put distant worms in one cluster: predict's tiled
-            # path clusters each blob alone (validation.AUTO_TILE_PX); its progress counts tiles
-            pred = predict(lm.model, image, lm.postprocess, job.draws, progress=relay.progress.emit, **run)
-            return finish(job, lm, mapped(pred), t0, scale, job.draws)
+            # a field this large clustered whole can put distant worms in one cluster: the tiled
+            # path clusters each blob alone (validation.AUTO_TILE_PX); progress counts forward passes
+            from ._segment_tiled import infer_tiled
+
+            return (yield from infer_tiled(job, lm, image, scale, mapped, relay, run, t0))
         shown = -float("inf") if first else time.perf_counter()
         for last in predict_progressive(lm.model, image, lm.postprocess, job.draws, first=first, **run):
             held = (scale, mapped)
@@ -190,6 +192,16 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
     finally:
         if job.device.startswith("cuda"):
             torch.cuda.empty_cache()
+
+
+def cancel_text(meta: dict, asked: int) -> str:
+    """What a cancelled-and-kept result holds, for the status line (a tiled field's tiles may
+    hold different numbers of draws: ``meta["tile_draws"]``)."""
+    per_tile = meta.get("tile_draws") or []
+    if len(set(per_tile)) > 1:
+        return f"cancelled: kept the tiles' results of {'/'.join(map(str, per_tile))} of {asked} draws. "
+    return (f"cancelled: kept the result of {meta['draws']} of {asked} draws"
+            + (" (mean network only, no uncertainty)" if meta["draws"] == 0 else "") + ". ")
 
 
 def _same(pred: Any) -> Any:
@@ -212,9 +224,10 @@ def _partial(job: Job, pred: Any, done: int, total: int, scale_pending: bool = F
     return Partial(session, prepare(session, job, final=False), pred.n_instances, done, total, scale_pending)
 
 
-def finish(job: Job, lm: Any, pred: Any, t0: float, scale: Any, done: int, cancelled: bool = False) -> Segmented:
-    """``pred`` (in the user's pixels, after ``done`` draws) with its measurements, provenance,
-    session and layer data."""
+def finish(job: Job, lm: Any, pred: Any, t0: float, scale: Any, done: int, cancelled: bool = False,
+           extra: dict | None = None) -> Segmented:
+    """``pred`` (in the user's pixels, after ``done`` draws) with its measurements, provenance
+    (``extra``: more of it, e.g. a tiled run's draws per tile), session and layer data."""
     from ..counts import count_inputs
     from ..measurements import input_tags, measure_prediction
     from ._segment_layers import prepare
@@ -225,6 +238,7 @@ def finish(job: Job, lm: Any, pred: Any, t0: float, scale: Any, done: int, cance
             "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "count_inputs": count_inputs(pred.probabilities, pred.instances, pred.draw_counts),
             "seconds": time.perf_counter() - t0, **scale.as_meta(),
-            "scale_text": OWN_TEXT if scale is OWN_SCALE else scale.describe("set Worm width to override")}
+            "scale_text": OWN_TEXT if scale is OWN_SCALE else scale.describe("set Worm width to override"),
+            **(extra or {})}
     session = session_of(job, pred, meta)
     return Segmented(pred, meta, table, cancelled, session, prepare(session, job, final=True, table=table))

@@ -1,0 +1,103 @@
+"""The Segment dock's worker on a field segmented by tiles (issue 17): results before the end.
+
+Why apart from ``_segment_job``: a tiled field's previews are built another way.  The
+untiled path's preview is a dense session ([N,H,W] probabilities, review items on them);
+on a 2048x2048 field of ~150 worms that took 17 s of the worker (2.4 GiB of
+probabilities), longer than six draws.  A preview here is built from the box form
+(``boxes.BoxPrediction``: labels, entropy, review items and the max probability on crops,
+~0.3 s there), in the same layers the final result then fills in place.  The final (or
+cancelled-and-kept) result is the dense session, as before.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from . import _common as C
+from ._segment_job import REFRESH_S, Job, Partial, finish, warm_up
+
+
+def infer_tiled(job: Job, lm: Any, image: np.ndarray, scale: Any, mapped: Any, relay: C.Relay, run: dict,
+                t0: float):
+    """Generator: ``tiled_progress.predict_tiled_progressive``'s updates as ``Partial``s (the quick
+    pass's at once, later ones at most every ``REFRESH_S`` and never more than a third of the
+    worker's time), then the ``Segmented`` result; Cancel keeps the last update shown."""
+    from ..inference import Cancelled
+    from ..tiled_progress import predict_tiled_progressive
+
+    last, shown_at, cost = None, -float("inf"), 0.0
+    try:
+        for u in predict_tiled_progressive(lm.model, image, lm.postprocess, job.draws, **run):
+            relay.progress.emit(u.done, u.total)
+            if u.final:
+                last = u
+                break
+            if last is None or time.perf_counter() - shown_at >= max(REFRESH_S, 2 * cost):
+                warm_up()
+                start = time.perf_counter()
+                part = tiled_partial(job, u.prediction(), u, image.shape[-2:])
+                cost = time.perf_counter() - start
+                last, shown_at = u, time.perf_counter()
+                yield part
+        pred = last.prediction()
+        pred.check_dense()
+        return finish(job, lm, mapped(pred.to_prediction()), t0, scale, last.draws)
+    except Cancelled:
+        if last is None:
+            return C.Cancelled()
+        pred = last.prediction()
+        pred.check_dense()
+        return finish(job, lm, mapped(pred.to_prediction()), t0, scale, last.draws, True,
+                      extra={"tile_draws": list(last.tile_draws)})
+
+
+def describe(u: Any) -> str:
+    """What a tiled update holds, for the status line."""
+    if u.stage == "mean":
+        where = f", tile {u.tile + 1} of {u.tiles}" if u.tiles > 1 else ""
+        return f"mean network (no dropout){where}"
+    if u.tiles == 1:
+        return f"{u.tile_draws[0]} of {u.total_draws} draws"
+    rest = f"; tiles {u.tile + 2}-{u.tiles}: mean network" if u.tile + 1 < u.tiles and not u.tile_draws[-1] else ""
+    return f"tile {u.tile + 1} of {u.tiles}: {u.tile_draws[u.tile]} of {u.total_draws} draws{rest}"
+
+
+def tiled_partial(job: Job, pred: Any, u: Any, net_shape: tuple[int, int]) -> Partial:
+    """A preview of a ``tiling.TiledPrediction`` (box form), in the user's pixels: the layers a
+    dense session would give (``_segment_layers.prepare``), their arrays built from crops."""
+    from ..session import Session
+    from ._segment_layers import prepare
+
+    boxes = pred.to_boxes()
+    h, w = boxes.shape
+    names = [g["name"] for g in job.layers]
+    session = Session(job.image_name, np.zeros((0, h, w), np.float32), boxes.entropy, boxes.labels(),
+                      list(boxes.peaks), binarize=float(boxes.binarize), image=job.image, image_source=job.source,
+                      channel_names=names, items=boxes.review_items(show_all=True),
+                      meta={"draws": u.draws, "tile_draws": list(u.tile_draws), "image_name": job.image_name,
+                            "source_layers": job.layers})
+    pmax = np.zeros((h, w), np.float32)
+    for c in boxes.crops:
+        np.maximum(pmax[c.box], c.probabilities, out=pmax[c.box])
+    layers = []
+    for data, kwargs, kind in prepare(session, job, final=False):
+        if kwargs["metadata"].get("probseg_role") == "probabilities":
+            data = pmax
+        layers.append((_to_users_pixels(data, kind, (h, w), tuple(job.image.shape[-2:])), kwargs, kind))
+    return Partial(session, layers, boxes.n_instances, u.draws, u.total_draws, what=describe(u))
+
+
+def _to_users_pixels(data: Any, kind: str, net: tuple[int, int], user: tuple[int, int]) -> Any:
+    """A preview layer's data at the network's scale mapped to the user's pixels (a worm width
+    that resampled the image): labels nearest, images linear, markers scaled."""
+    if net == user:
+        return data
+    if kind == "points":
+        return np.asarray(data, float) * (np.array(user) / np.array(net))
+    from skimage.transform import resize
+
+    order = 0 if kind == "labels" else 1
+    out = resize(data, user, order=order, preserve_range=True, anti_aliasing=False)
+    return out.astype(data.dtype)

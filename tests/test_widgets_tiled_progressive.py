@@ -1,0 +1,97 @@
+"""The Segment dock on a field it segments by tiles: the first result on screen before the end,
+refined in place, Cancel keeps what has arrived (issue 17).
+
+A real viewer under Xvfb, the bundled model on test_widgets.py's 128x160 crop of C10.  The
+crop goes the tiled way because the test lowers ``inference.AUTO_TILE_PX``, the field size
+from which ``tiles_image`` tiles (1024x1024 in use): the same code path as a plate scan,
+without its minutes.
+"""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_probseg import inference  # noqa: E402
+from napari_probseg._widgets import ProofreadingWidget  # noqa: E402
+from napari_probseg._widgets._common import docked  # noqa: E402
+
+from .test_widgets import _autosave_in_tmp, errors, notes  # noqa: E402, F401 (fixtures)
+from .test_widgets_progressive import segment_dock  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def tiled(monkeypatch):
+    monkeypatch.setattr(inference, "AUTO_TILE_PX", 100 * 100)
+    assert inference.tiles_image((2, 128, 160), None)
+
+
+def _watch(viewer, w, worker):
+    seen, ended = [], []
+    worker.returned.connect(lambda _res: ended.append(True))
+
+    def look(part):  # after the dock's own handler: the layers it wrote are there
+        labels = viewer.layers["C10 labels"] if "C10 labels" in viewer.layers else None
+        seen.append(dict(part=part, labels=labels, shape=None if labels is None else labels.data.shape,
+                         preview=labels is not None and labels.metadata.get("probseg_preview"),
+                         n=0 if labels is None else int(labels.data.max()), ended=bool(ended),
+                         status=w.status.text(), bar=(w.progress.value(), w.progress.maximum())))
+
+    worker.yielded.connect(look)
+    return seen
+
+
+def test_tiled_field_shows_the_quick_pass_first_then_refines_in_place(make_napari_viewer, qtbot, notes, tiled):  # noqa: F811
+    viewer = make_napari_viewer(show=True)
+    w = segment_dock(viewer, draws=4)
+    worker = w.run()
+    seen = _watch(viewer, w, worker)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120000)
+    assert not errors(notes) and seen
+    first = seen[0]
+    assert first["part"].what == "mean network (no dropout)" and first["part"].done == 0
+    assert first["labels"] is not None and first["preview"] and first["n"] >= 3 and not first["ended"]
+    assert first["shape"] == viewer.layers[0].data.shape[-2:]
+    assert "mean network (no dropout)" in first["status"] and "refining" in first["status"]
+    assert first["bar"] == (1, 5)  # forward passes: the quick one and 4 draws
+    final = viewer.layers["C10 labels"]
+    assert final is first["labels"]  # updated in place
+    assert len([l for l in viewer.layers if l.metadata.get("probseg_role") == "labels"]) == 1
+    sess = final.metadata["probseg_session"]
+    assert "probseg_preview" not in final.metadata and final.editable and sess.meta["draws"] == 4
+    assert viewer.layers["C10 uncertainty (entropy)"].data.max() > 0
+    assert viewer.layers["C10 probability (max)"].data.shape == final.data.shape
+    assert docked(viewer, ProofreadingWidget).session is sess
+    assert "4 draws" in w.status.text() and w.progress.value() == 5
+
+
+def test_tiled_field_cancel_keeps_the_first_result(make_napari_viewer, qtbot, notes, tiled):  # noqa: F811
+    viewer = make_napari_viewer(show=True)
+    w = segment_dock(viewer, draws=40)
+    worker = w.run()
+    worker.yielded.connect(lambda part: w.cancel())  # at the first result on screen
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120000)
+    assert not errors(notes)
+    labels = viewer.layers["C10 labels"]
+    sess = labels.metadata["probseg_session"]
+    held = sess.meta["draws"]
+    assert held < 40 and labels.data.max() >= 3 and labels.editable
+    assert w.status.text().startswith(f"cancelled: kept the result of {held} of 40 draws")
+    assert docked(viewer, ProofreadingWidget).session is sess and w.run_button.isEnabled()
+
+
+def test_tiled_preview_of_a_resampled_field_is_in_the_users_pixels(make_napari_viewer, qtbot, notes, tiled):  # noqa: F811
+    viewer = make_napari_viewer(show=True)
+    w = segment_dock(viewer, draws=2)
+    w.worm_width.setText("13")  # shrunk x0.66 for the network
+    worker = w.run()
+    seen = _watch(viewer, w, worker)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120000)
+    assert not errors(notes) and seen
+    user = viewer.layers[0].data.shape[-2:]
+    assert all(s["shape"] == user for s in seen)
+    assert viewer.layers["C10 review items"].data.shape[1] == 2
+    assert viewer.layers["C10 labels"].data.shape == user and "resampled x0.66" in w.status.text()
