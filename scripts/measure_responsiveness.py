@@ -1,6 +1,10 @@
 """How long the 'Segment worms' widget takes on one full well, and does the GUI stay live?
 
     xvfb-run -a .venv/bin/python scripts/measure_responsiveness.py [--model M] [--draws 8] [--worm-width auto]
+    xvfb-run -a .venv/bin/python scripts/measure_responsiveness.py --image /tmp/m.tif   # a [C,H,W] TIFF instead
+
+``--image``: a 2-channel TIFF (fluorescence, brightfield) in place of the sample well, e.g.
+``bench/mosaic.py --size 2048``'s mosaic: a field the dock segments by tiles (issue 17).
 
 Prints one JSON line.  A 50 ms QTimer on the GUI thread stamps its ticks while the run
 goes on (Run pressed -> the final result bound for proofreading, then 0.5 s more): if the
@@ -51,10 +55,25 @@ def run_until(predicate, timeout: float = 600.0) -> None:
         raise TimeoutError("the widget did not finish in time")
 
 
+def open_input(viewer, image: Path | None, well: str) -> str:
+    """The sample ``well``, or the TIFF ``image`` as the dock's channel layers; returns the image's name."""
+    if image is None:
+        viewer.open_sample("napari-probseg", well)
+        return well
+    import tifffile
+
+    from napari_probseg._layers import channel_layers
+
+    for data, kwargs, _kind in channel_layers(tifffile.imread(image), image.stem, str(image)):
+        viewer.add_image(data, **kwargs)
+    return image.stem
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="bundled name or .safetensors (default: bundled, else tiny untrained)")
     ap.add_argument("--well", default="C10")
+    ap.add_argument("--image", type=Path, help="a [C,H,W] TIFF to segment instead of the sample well")
     ap.add_argument("--draws", type=int, default=8)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--worm-width", default="auto", help="the dock's Worm width box (default auto, as the dock)")
@@ -69,7 +88,7 @@ def main() -> None:
 
     model, desc = pick_model(args.model, tmp)
     viewer = napari.Viewer(show=True)
-    viewer.open_sample("napari-probseg", args.well)
+    name = open_input(viewer, args.image, args.well)
     _, seg = viewer.window.add_plugin_dock_widget("napari-probseg", "Segment worms")
     seg.set_model(model)
     seg.draws.setValue(args.draws)
@@ -102,13 +121,14 @@ def main() -> None:
     run_until(lambda: time.perf_counter() - t1 > 0.5)
     busy = tick_stats(stamps, cpu)
     timer.stop()
-    labels = viewer.layers[f"{args.well} labels"]
+    labels = viewer.layers[f"{name} labels"]
     meta = labels.metadata["probseg"]
     print(json.dumps({
         "first_labels_s": round(shown[0] - t0, 3) if shown else None, "final_s": round(total, 3),
         "worker_s": round(meta["seconds"], 3), **busy, "idle_max_gap_ms": idle["max_gap_ms"],
         "instances": int(len(np.unique(labels.data)) - 1), "draws": meta["draws"], "worm_width": args.worm_width,
-        "scale": meta["scale_text"], "device": meta["device"], "model": desc, "well": args.well,
+        "scale": meta["scale_text"], "device": meta["device"], "model": desc, "well": name,
+        "shape": list(labels.data.shape),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                    f"torch threads {torch.get_num_threads()}", "load_average": [load, round(os.getloadavg()[0], 2)]}))
     viewer.close()

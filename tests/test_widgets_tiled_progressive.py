@@ -25,8 +25,8 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture
 def tiled(monkeypatch):
-    monkeypatch.setattr(inference, "AUTO_TILE_PX", 100 * 100)
-    assert inference.tiles_image((2, 128, 160), None)
+    monkeypatch.setattr(inference, "AUTO_TILE_PX", 50 * 50)  # the crop and its x0.66 network view
+    assert inference.tiles_image((2, 128, 160), None) and inference.tiles_image((2, 84, 106), None)
 
 
 def _watch(viewer, w, worker):
@@ -52,11 +52,13 @@ def test_tiled_field_shows_the_quick_pass_first_then_refines_in_place(make_napar
     qtbot.waitUntil(lambda: w.worker is None, timeout=120000)
     assert not errors(notes) and seen
     first = seen[0]
-    assert first["part"].what == "mean network (no dropout)" and first["part"].done == 0
+    # worm width auto (the dock's default): the quick pass at the image's own scale while the width is estimated
+    assert first["part"].scale_pending and first["part"].done == 0
     assert first["labels"] is not None and first["preview"] and first["n"] >= 3 and not first["ended"]
     assert first["shape"] == viewer.layers[0].data.shape[-2:]
-    assert "mean network (no dropout)" in first["status"] and "refining" in first["status"]
-    assert first["bar"] == (1, 5)  # forward passes: the quick one and 4 draws
+    assert "estimating the worm width" in first["status"] and "refining" in first["status"]
+    assert first["bar"] == (1, 5)  # forward passes: the quick one and 4 draws (the scale is kept: one run)
+    assert all(s["labels"] is first["labels"] for s in seen)
     final = viewer.layers["C10 labels"]
     assert final is first["labels"]  # updated in place
     assert len([l for l in viewer.layers if l.metadata.get("probseg_role") == "labels"]) == 1
@@ -92,6 +94,7 @@ def test_tiled_preview_of_a_resampled_field_is_in_the_users_pixels(make_napari_v
     qtbot.waitUntil(lambda: w.worker is None, timeout=120000)
     assert not errors(notes) and seen
     user = viewer.layers[0].data.shape[-2:]
+    assert seen[0]["part"].what == "mean network (no dropout)" and "mean network (no dropout)" in seen[0]["status"]
     assert all(s["shape"] == user for s in seen)
     assert viewer.layers["C10 review items"].data.shape[1] == 2
     assert viewer.layers["C10 labels"].data.shape == user and "resampled x0.66" in w.status.text()

@@ -157,6 +157,10 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
         lm.postprocess = replace(lm.postprocess, min_size=job.min_size)
         run = dict(binarize=job.binarize, device=job.device, seed=job.seed, should_stop=stop.is_set)
         first = True  # the run's mean pass is still to come
+        if job.worm_width == "auto" and tiles_image(job.image.shape, None):
+            from ._segment_tiled import infer_tiled_auto
+
+            return (yield from infer_tiled_auto(job, lm, relay, stop, run, t0))
         if job.worm_width == "auto" and not tiles_image(job.image.shape, None):
             own = predict_progressive(lm.model, job.image, lm.postprocess, job.draws, **run)
             last, held = next(own), (OWN_SCALE, _same)

@@ -11,6 +11,7 @@ cancelled-and-kept) result is the dense session, as before.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,37 +21,71 @@ from ._segment_job import REFRESH_S, Job, Partial, finish, warm_up
 
 
 def infer_tiled(job: Job, lm: Any, image: np.ndarray, scale: Any, mapped: Any, relay: C.Relay, run: dict,
-                t0: float):
-    """Generator: ``tiled_progress.predict_tiled_progressive``'s updates as ``Partial``s (the quick
-    pass's at once, later ones at most every ``REFRESH_S`` and never more than a third of the
-    worker's time), then the ``Segmented`` result; Cancel keeps the last update shown."""
+                t0: float, updates: Iterator | None = None, latest: Any = None):
+    """Generator: ``tiled_progress.predict_tiled_progressive``'s updates of ``image`` (the network's
+    view) as ``Partial``s (the first at once, later ones at most every ``REFRESH_S`` and never
+    more than a third of the worker's time), then the ``Segmented`` result.  Cancel keeps the
+    newest update.  ``updates``/``latest``: a run already started (``infer_tiled_auto``)."""
     from ..inference import Cancelled
     from ..tiled_progress import predict_tiled_progressive
 
-    last, shown_at, cost = None, -float("inf"), 0.0
+    if updates is None:
+        updates = predict_tiled_progressive(lm.model, image, lm.postprocess, job.draws, **run)
+    shown_at, cost = (-float("inf") if latest is None else time.perf_counter()), 0.0
     try:
-        for u in predict_tiled_progressive(lm.model, image, lm.postprocess, job.draws, **run):
+        for u in () if latest is not None and latest.final else updates:
+            latest = u
             relay.progress.emit(u.done, u.total)
             if u.final:
-                last = u
                 break
-            if last is None or time.perf_counter() - shown_at >= max(REFRESH_S, 2 * cost):
+            if time.perf_counter() - shown_at >= max(REFRESH_S, 2 * cost):
                 warm_up()
                 start = time.perf_counter()
-                part = tiled_partial(job, u.prediction(), u, image.shape[-2:])
-                cost = time.perf_counter() - start
-                last, shown_at = u, time.perf_counter()
+                part = tiled_partial(job, u.prediction(), u)
+                cost, shown_at = time.perf_counter() - start, time.perf_counter()
                 yield part
-        pred = last.prediction()
-        pred.check_dense()
-        return finish(job, lm, mapped(pred.to_prediction()), t0, scale, last.draws)
+        return kept(job, lm, latest, scale, mapped, t0)
     except Cancelled:
-        if last is None:
-            return C.Cancelled()
-        pred = last.prediction()
-        pred.check_dense()
-        return finish(job, lm, mapped(pred.to_prediction()), t0, scale, last.draws, True,
-                      extra={"tile_draws": list(last.tile_draws)})
+        return C.Cancelled() if latest is None else kept(job, lm, latest, scale, mapped, t0, True)
+
+
+def infer_tiled_auto(job: Job, lm: Any, relay: C.Relay, stop: Any, run: dict, t0: float):
+    """``infer_tiled`` with the worm width on 'auto': the first tile's quick pass at the image's
+    own scale is shown while the width is estimated (~13 s on a 2048x2048 field: two passes on
+    shrunk copies of all of it); when the estimate keeps that scale (BBBC010's case) the same
+    run goes on, otherwise the resampled field is segmented anew (``_segment_job.infer``'s
+    recipe for an untiled image), by tiles even if the resampling shrank it below
+    ``AUTO_TILE_PX`` (the untiled dock path would cluster it whole; rare: not BBBC010's scale)."""
+    from ..inference import Cancelled
+    from ..scale import network_view
+    from ..tiled_progress import predict_tiled_progressive
+    from ._segment_job import OWN_SCALE, _same
+
+    own = predict_tiled_progressive(lm.model, job.image, lm.postprocess, job.draws, **run)
+    try:
+        first = next(own)
+    except Cancelled:
+        return C.Cancelled()
+    relay.progress.emit(first.done, first.total)
+    warm_up()
+    yield tiled_partial(job, first.prediction(), first, scale_pending=True)
+    try:
+        scale, image, mapped = network_view(lm.model, job.image, "auto", job.device, stop.is_set)
+    except Cancelled:
+        return kept(job, lm, first, OWN_SCALE, _same, t0, True)
+    if scale.factor == 1.0:
+        return (yield from infer_tiled(job, lm, image, scale, mapped, relay, run, t0, own, first))
+    own.close()
+    return (yield from infer_tiled(job, lm, image, scale, mapped, relay, run, t0))
+
+
+def kept(job: Job, lm: Any, u: Any, scale: Any, mapped: Any, t0: float, cancelled: bool = False) -> Any:
+    """The ``Segmented`` result of update ``u`` (the final one, or the newest when cancelled): the
+    dense session, if its per-instance arrays fit in memory (``TiledPrediction.check_dense``)."""
+    pred = u.prediction()
+    pred.check_dense()
+    extra = {"tile_draws": list(u.tile_draws)} if cancelled else None
+    return finish(job, lm, mapped(pred.to_prediction()), t0, scale, u.draws, cancelled, extra=extra)
 
 
 def describe(u: Any) -> str:
@@ -64,7 +99,7 @@ def describe(u: Any) -> str:
     return f"tile {u.tile + 1} of {u.tiles}: {u.tile_draws[u.tile]} of {u.total_draws} draws{rest}"
 
 
-def tiled_partial(job: Job, pred: Any, u: Any, net_shape: tuple[int, int]) -> Partial:
+def tiled_partial(job: Job, pred: Any, u: Any, scale_pending: bool = False) -> Partial:
     """A preview of a ``tiling.TiledPrediction`` (box form), in the user's pixels: the layers a
     dense session would give (``_segment_layers.prepare``), their arrays built from crops."""
     from ..session import Session
@@ -86,7 +121,8 @@ def tiled_partial(job: Job, pred: Any, u: Any, net_shape: tuple[int, int]) -> Pa
         if kwargs["metadata"].get("probseg_role") == "probabilities":
             data = pmax
         layers.append((_to_users_pixels(data, kind, (h, w), tuple(job.image.shape[-2:])), kwargs, kind))
-    return Partial(session, layers, boxes.n_instances, u.draws, u.total_draws, what=describe(u))
+    return Partial(session, layers, boxes.n_instances, u.draws, u.total_draws, scale_pending,
+                   what="" if scale_pending else describe(u))
 
 
 def _to_users_pixels(data: Any, kind: str, net: tuple[int, int], user: tuple[int, int]) -> Any:
