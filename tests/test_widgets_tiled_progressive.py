@@ -16,6 +16,8 @@ pytest.importorskip("pytestqt")
 from napari_probseg import inference  # noqa: E402
 from napari_probseg._widgets import ProofreadingWidget  # noqa: E402
 from napari_probseg._widgets._common import docked  # noqa: E402
+from napari_probseg.counts import count_inputs  # noqa: E402
+from napari_probseg.review import review_items  # noqa: E402
 
 from .test_widgets import _autosave_in_tmp, errors, notes  # noqa: E402, F401 (fixtures)
 from .test_widgets_progressive import segment_dock  # noqa: E402
@@ -68,6 +70,11 @@ def test_tiled_field_shows_the_quick_pass_first_then_refines_in_place(make_napar
     assert viewer.layers["C10 probability (max)"].data.shape == final.data.shape
     assert docked(viewer, ProofreadingWidget).session is sess
     assert "4 draws" in w.status.text() and w.progress.value() == 5
+    # review list and count inputs came from crops (finish's boxes=): the dense path's values
+    probs = sess.probabilities
+    assert sess.items == review_items(probs, sess.binarize, show_all=True) and sess.items
+    ref = count_inputs(probs, probs >= sess.binarize, sess.meta["count_inputs"]["draw_counts"])
+    assert sess.meta["count_inputs"] == ref and len(ref["draw_counts"]) == 4
 
 
 def test_tiled_field_cancel_keeps_the_first_result(make_napari_viewer, qtbot, notes, tiled):  # noqa: F811

@@ -229,18 +229,30 @@ def _partial(job: Job, pred: Any, done: int, total: int, scale_pending: bool = F
 
 
 def finish(job: Job, lm: Any, pred: Any, t0: float, scale: Any, done: int, cancelled: bool = False,
-           extra: dict | None = None) -> Segmented:
+           extra: dict | None = None, boxes: Any = None) -> Segmented:
     """``pred`` (in the user's pixels, after ``done`` draws) with its measurements, provenance
-    (``extra``: more of it, e.g. a tiled run's draws per tile), session and layer data."""
+    (``extra``: more of it, e.g. a tiled run's draws per tile), session and layer data.
+
+    ``boxes``: ``pred`` in box form (a tiled field at its own scale).  Its worm table, count
+    inputs and review items are computed on crops (``box_measure``, ``box_review``: the dense
+    values, equal by construction): on a 2048x2048 field of 148 worms the dense review list
+    alone took 15.4 s, on crops 0.12 s (the table 7.2 s dense).
+    """
+    from ..box_measure import box_count_inputs
     from ..counts import count_inputs
     from ..measurements import input_tags, measure_prediction
     from ._segment_layers import prepare
 
-    table = measure_prediction(pred, job.image, input_tags(len(job.image), lm.model.cfg.in_channels))
+    table = measure_prediction(pred if boxes is None else boxes, job.image,
+                               input_tags(len(job.image), lm.model.cfg.in_channels))
+    if boxes is not None:
+        pred._items = boxes.review_items(show_all=True)
+    counted = (count_inputs(pred.probabilities, pred.instances, pred.draw_counts) if boxes is None
+               else box_count_inputs(boxes))
     meta = {"model": job.model, "model_path": lm.path, "sha256": lm.sha256, "draws": done,
             "draws_asked": job.draws, "binarize": job.binarize, "seed": job.seed, "device": job.device,
             "dropout_rates": lm.model.dropout_rates(), "postprocess": dict(lm.postprocess.__dict__),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "count_inputs": count_inputs(pred.probabilities, pred.instances, pred.draw_counts),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "count_inputs": counted,
             "seconds": time.perf_counter() - t0, **scale.as_meta(),
             "scale_text": OWN_TEXT if scale is OWN_SCALE else scale.describe("set Worm width to override"),
             **(extra or {})}

@@ -85,7 +85,9 @@ def kept(job: Job, lm: Any, u: Any, scale: Any, mapped: Any, t0: float, cancelle
     pred = u.prediction()
     pred.check_dense()
     extra = {"tile_draws": list(u.tile_draws)} if cancelled else None
-    return finish(job, lm, mapped(pred.to_prediction()), t0, scale, u.draws, cancelled, extra=extra)
+    own = scale.factor == 1.0  # not resampled: the box form is in the user's pixels
+    return finish(job, lm, mapped(pred.to_prediction()), t0, scale, u.draws, cancelled, extra=extra,
+                  boxes=pred.to_boxes() if own else None)
 
 
 def describe(u: Any) -> str:
