@@ -47,7 +47,8 @@ def test_updates_come_tile_by_tile_and_the_last_is_predict_tileds_result(image):
     first = updates[0].prediction()
     assert first.instances and first.draw_counts == [] and first.peaks == []  # a segmentation, no uncertainty yet
     assert all(set(np.unique(i.probabilities)) <= {0.0, 1.0} for i in first.instances)
-    assert {i.tile for i in first.instances} == {0}  # only the first tile so far
+    assert {i.tile for i in first.instances} == {0} and updates[0].reached == 1  # only the first tile so far
+    assert [u.reached for u in updates] == list(range(1, 10)) + [9] * 27
     assert {i.tile for i in updates[8].prediction().instances} == set(range(9))  # the whole field after the quick pass
     _same(final.prediction(), predict_tiled(model, image, POST, draws=3, **KW))
 
@@ -112,6 +113,6 @@ def test_no_dropout_or_one_draw_has_no_quick_pass(image):
     model = tiny_model(variant="baseline")
     updates = list(predict_tiled_progressive(model, image, POST, draws=3, **KW))
     assert [u.stage for u in updates] == ["draws"] * 9 and updates[-1].tile_draws == (3,) * 9
-    assert [u.tiles_done for u in updates] == list(range(1, 10))
+    assert [u.tiles_done for u in updates] == [u.reached for u in updates] == list(range(1, 10))
     _same(updates[-1].prediction(), predict_tiled(model, image, POST, draws=3, **KW))
     assert len(list(predict_tiled_progressive(tiny_model(), image, POST, draws=1, **KW))) == 9

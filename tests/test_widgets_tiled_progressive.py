@@ -105,3 +105,28 @@ def test_tiled_preview_of_a_resampled_field_is_in_the_users_pixels(make_napari_v
     assert all(s["shape"] == user for s in seen)
     assert viewer.layers["C10 review items"].data.shape[1] == 2
     assert viewer.layers["C10 labels"].data.shape == user and "resampled x0.66" in w.status.text()
+
+
+def test_status_texts_of_a_field_of_several_tiles():
+    """What the status line says of a 9-tile run (tiny model: tests/test_tiled_progress.py's case)."""
+    import numpy as np
+
+    from napari_probseg._widgets._segment_job import cancel_text
+    from napari_probseg._widgets._segment_tiled import describe
+    from napari_probseg.checkpoint import PostprocessConfig
+    from napari_probseg.tiled_progress import predict_tiled_progressive
+
+    from .conftest import tiny_model
+
+    img = np.random.default_rng(0).integers(0, 1000, (2, 150, 170)).astype(np.uint16)
+    ups = list(predict_tiled_progressive(tiny_model(), img, PostprocessConfig(min_size=1), draws=3, tile=64, margin=24))
+    assert describe(ups[0]) == "mean network (no dropout), tile 1 of 9"
+    assert describe(ups[9 + 3]) == "tile 2 of 9: 1 of 3 draws; tiles 3-9: mean network"
+    assert describe(ups[-1]) == "tile 9 of 9: 3 of 3 draws"
+    mid = ups[9 + 3]
+    assert cancel_text({"draws": 0, "tile_draws": list(mid.tile_draws), "tiles_reached": mid.reached}, 3) == \
+        "cancelled: kept the tiles' results of 3/1/0/0/0/0/0/0/0 of 3 draws. "
+    assert cancel_text({"draws": 0, "tile_draws": [0] * 9, "tiles_reached": 1}, 3) == \
+        ("cancelled: kept the result of 0 of 3 draws (mean network only, no uncertainty) "
+         "(tile 1 of 9; the rest not segmented). ")
+    assert cancel_text({"draws": 2}, 8) == "cancelled: kept the result of 2 of 8 draws. "

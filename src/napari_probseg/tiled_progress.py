@@ -81,6 +81,7 @@ class TiledUpdate:
     done: int
     total: int
     tile_draws: tuple[int, ...]  # draws agglomerated in each tile (0: quick pass or nothing yet)
+    reached: int  # tiles with a result (the first ``reached``: quick pass or draws); the rest are empty
     total_draws: int
     shape: tuple[int, int]
     binarize: float
@@ -179,7 +180,9 @@ def predict_tiled_progressive(
 
     def update(stage: str, k: int) -> TiledUpdate:
         snap = [_Tile(t.core, t.win, t.index, list(t.stacks), list(t.counts), t.preview, t.kept) for t in tiles]
-        return TiledUpdate(stage, k, done=done, tile_draws=tuple(len(t.stacks) for t in tiles), _tiles=snap, **info)
+        reached = len(tiles) if quick and stage == "draws" else k + 1
+        return TiledUpdate(stage, k, done=done, tile_draws=tuple(len(t.stacks) for t in tiles), reached=reached,
+                           _tiles=snap, **info)
 
     def mean_pass(t: _Tile) -> list[Box]:
         _check_stop(should_stop)

@@ -202,10 +202,13 @@ def cancel_text(meta: dict, asked: int) -> str:
     """What a cancelled-and-kept result holds, for the status line (a tiled field's tiles may
     hold different numbers of draws: ``meta["tile_draws"]``)."""
     per_tile = meta.get("tile_draws") or []
+    reached = meta.get("tiles_reached", len(per_tile))
+    which = "tile 1" if reached == 1 else f"tiles 1-{reached}"
+    part = f" ({which} of {len(per_tile)}; the rest not segmented)" if reached < len(per_tile) else ""
     if len(set(per_tile)) > 1:
-        return f"cancelled: kept the tiles' results of {'/'.join(map(str, per_tile))} of {asked} draws. "
+        return f"cancelled: kept the tiles' results of {'/'.join(map(str, per_tile))} of {asked} draws{part}. "
     return (f"cancelled: kept the result of {meta['draws']} of {asked} draws"
-            + (" (mean network only, no uncertainty)" if meta["draws"] == 0 else "") + ". ")
+            + (" (mean network only, no uncertainty)" if meta["draws"] == 0 else "") + part + ". ")
 
 
 def _same(pred: Any) -> Any:

@@ -3,7 +3,7 @@
 Why apart from ``_segment_job``: a tiled field's previews are built another way.  The
 untiled path's preview is a dense session ([N,H,W] probabilities, review items on them);
 on a 2048x2048 field of ~150 worms that took 17 s of the worker (2.4 GiB of
-probabilities), longer than six draws.  A preview here is built from the box form
+probabilities; measured under load), longer than six draws.  A preview here is built from the box form
 (``boxes.BoxPrediction``: labels, entropy, review items and the max probability on crops,
 ~0.3 s there), in the same layers the final result then fills in place.  The final (or
 cancelled-and-kept) result is the dense session, as before.
@@ -84,7 +84,7 @@ def kept(job: Job, lm: Any, u: Any, scale: Any, mapped: Any, t0: float, cancelle
     dense session, if its per-instance arrays fit in memory (``TiledPrediction.check_dense``)."""
     pred = u.prediction()
     pred.check_dense()
-    extra = {"tile_draws": list(u.tile_draws)} if cancelled else None
+    extra = {"tile_draws": list(u.tile_draws), "tiles_reached": u.reached} if cancelled else None
     own = scale.factor == 1.0  # not resampled: the box form is in the user's pixels
     return finish(job, lm, mapped(pred.to_prediction()), t0, scale, u.draws, cancelled, extra=extra,
                   boxes=pred.to_boxes() if own else None)
