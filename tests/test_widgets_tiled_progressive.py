@@ -20,7 +20,7 @@ from napari_probseg.counts import count_inputs  # noqa: E402
 from napari_probseg.review import review_items  # noqa: E402
 
 from .test_widgets import _autosave_in_tmp, errors, notes  # noqa: E402, F401 (fixtures)
-from .test_widgets_progressive import segment_dock  # noqa: E402
+from .test_widgets_progressive import cancel_at_first_result, segment_dock  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -78,18 +78,7 @@ def test_tiled_field_shows_the_quick_pass_first_then_refines_in_place(make_napar
 
 
 def test_tiled_field_cancel_keeps_the_first_result(make_napari_viewer, qtbot, notes, tiled):  # noqa: F811
-    viewer = make_napari_viewer(show=True)
-    w = segment_dock(viewer, draws=40)
-    worker = w.run()
-    worker.yielded.connect(lambda part: w.cancel())  # at the first result on screen
-    qtbot.waitUntil(lambda: w.worker is None, timeout=120000)
-    assert not errors(notes)
-    labels = viewer.layers["C10 labels"]
-    sess = labels.metadata["probseg_session"]
-    held = sess.meta["draws"]
-    assert held < 40 and labels.data.max() >= 3 and labels.editable
-    assert w.status.text().startswith(f"cancelled: kept the result of {held} of 40 draws")
-    assert docked(viewer, ProofreadingWidget).session is sess and w.run_button.isEnabled()
+    cancel_at_first_result(make_napari_viewer, qtbot, notes)
 
 
 def test_tiled_preview_of_a_resampled_field_is_in_the_users_pixels(make_napari_viewer, qtbot, notes, tiled):  # noqa: F811
