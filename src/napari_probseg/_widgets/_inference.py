@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 from . import _common as C
 from . import _segment_layers as L
 from ._channels import NO_FLUORESCENCE, LayerInfo, duplicates, match_channels
-from ._segment_job import Job, Partial, Segmented, cancel_text, gc_quiet, infer, warm_up
+from ._segment_job import Job, Partial, Segmented, gc_quiet, infer, warm_up
 
 if TYPE_CHECKING:
     import napari
@@ -356,10 +356,7 @@ class InferenceWidget(QWidget):
         if self.worker is None:  # arrived after the run ended (it was queued): the final result is shown
             return
         layers.show(part.layers, final=False)
-        what = part.what or ("mean network at the image's own scale; estimating the worm width" if part.scale_pending
-                             else "mean network (no dropout)" if part.done == 0 else f"{part.done} of {part.total} draws")
-        self.status.setText(f"{job.image_name}: {part.n_instances} instances so far ({what}); "
-                            f"refining on {job.device}...")
+        self.status.setText(part.status(job.image_name, job.device))
 
     def _on_done(self, job: Job, layers: L.RunLayers, res: Segmented | C.Cancelled | C.Failed) -> None:
         if isinstance(res, C.Cancelled):
@@ -376,15 +373,9 @@ class InferenceWidget(QWidget):
 
     def _final_shown(self, job: Job, layers: L.RunLayers, res: Segmented) -> None:
         """All of the final result's layers are written: bind the docks, report, end the run."""
-        from ..counts import count_interval
-
-        pred, meta, session = res.prediction, res.meta, res.session
+        session = res.session
         self._bind_docks(L.run_layers(self.viewer, job.run_id)["labels"])
-        count = count_interval(meta["count_inputs"]).text()
-        held = cancel_text(meta, job.draws) if res.cancelled else ""
-        self.status.setText(f"{held}{job.image_name}: {pred.n_instances} instances, {count}, "
-                            f"{len(session.default_items())} suspected errors, {len(pred.peaks)} uncertainty peaks "
-                            f"({meta['seconds']:.1f} s, {meta['draws']} draws on {job.device}); {meta['scale_text']}")
+        self.status.setText(res.status(job))
         self.finished.emit(session)
         training = sys.modules.get("napari_probseg._widgets._training")  # not imported: no Fine-tune dock open
         dock = C.docked(self.viewer, training.TrainingWidget) if training is not None else None

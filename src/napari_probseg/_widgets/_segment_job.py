@@ -61,6 +61,12 @@ class Partial:
     scale_pending: bool = False  # the image's own scale while the worm width is being estimated
     what: str = ""  # what it holds, when "mean network" or "done of total draws" would not say (a tiled field)
 
+    def status(self, image_name: str, device: str) -> str:
+        """The Segment dock's status line while this preview is shown."""
+        what = self.what or ("mean network at the image's own scale; estimating the worm width" if self.scale_pending
+                             else "mean network (no dropout)" if self.done == 0 else f"{self.done} of {self.total} draws")
+        return f"{image_name}: {self.n_instances} instances so far ({what}); refining on {device}..."
+
 
 @dataclass(frozen=True)
 class Segmented:
@@ -72,6 +78,16 @@ class Segmented:
     cancelled: bool = False  # Cancel was pressed: this holds meta["draws"] of meta["draws_asked"] draws
     session: Any = None  # session.Session built from it (in the worker)
     layers: list = field(default_factory=list)  # its layer data (_segment_layers.prepare)
+
+    def status(self, job: Job) -> str:
+        """The Segment dock's status line for this final result."""
+        from ..counts import count_interval
+
+        pred, meta = self.prediction, self.meta
+        held = cancel_text(meta, job.draws) if self.cancelled else ""
+        return (f"{held}{job.image_name}: {pred.n_instances} instances, {count_interval(meta['count_inputs']).text()}, "
+                f"{len(self.session.default_items())} suspected errors, {len(pred.peaks)} uncertainty peaks "
+                f"({meta['seconds']:.1f} s, {meta['draws']} draws on {job.device}); {meta['scale_text']}")
 
 
 # the kept result when Cancel comes while the worm width is being estimated (auto): the
