@@ -216,3 +216,19 @@ def test_a_model_file_with_a_bad_width_bias_is_refused(tmp_path, bias):
     save_file(tensors, str(bad), metadata={"probseg": json.dumps(header)})
     with pytest.raises(CheckpointError, match="worm_width_bias"):
         load_checkpoint(bad)
+
+
+def test_writing_a_bad_width_bias_is_refused_and_leaves_the_file(tmp_path):
+    import shutil
+
+    from napari_probseg.checkpoint import CheckpointError, load_checkpoint, set_worm_width_bias
+    from napari_probseg.models import resolve_model
+
+    path = tmp_path / "m.safetensors"
+    shutil.copy(resolve_model("bbbc010-concrete"), path)
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match="worm_width_bias"):
+        set_worm_width_bias(path, 3.0)
+    assert path.read_bytes() == before
+    set_worm_width_bias(path, 1.25)
+    assert load_checkpoint(path).model.cfg.worm_width_bias == 1.25

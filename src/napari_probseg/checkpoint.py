@@ -77,8 +77,6 @@ def save_checkpoint(
     extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write weights (+ optional resume state) atomically: a crash never leaves half a file."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     header = {
         "format": FORMAT,
@@ -89,6 +87,13 @@ def save_checkpoint(
     tensors = {f"model.{k}": v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra.{k}"] = v.detach().contiguous().cpu()
+    return _write(path, header, tensors)
+
+
+def _write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor]) -> Path:
+    """A checkpoint file from its header and tensors, atomically (every writer and rewriter here)."""
+    from safetensors.torch import save_file
+
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
 
 
@@ -227,22 +232,20 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
 def update_postprocess(path: str | Path, postprocess: PostprocessConfig, note: str = "") -> None:
     """Rewrite a checkpoint with new post-processing parameters (e.g. after a grid search)."""
-    from safetensors.torch import save_file
-
     header, tensors = read_checkpoint(path)
     header["postprocess"] = postprocess.__dict__
     if note:
         header.setdefault("meta", {})["postprocess_note"] = note
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
+    _write(path, header, tensors)
 
 
 def set_worm_width_bias(path: str | Path, bias: float) -> None:
-    """Record how much wider than the annotation this network's foreground is (bench/scale_calibration.py)."""
-    from safetensors.torch import save_file
-
+    """Record how much wider than the annotation this network's foreground is (bench/scale_calibration.py);
+    a value the loader would refuse is refused here, before the file is touched."""
     header, tensors = read_checkpoint(path)
-    header["model"] = ModelConfig.from_dict({**header["model"], "worm_width_bias": round(float(bias), 3)}).to_dict()
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
+    header["model"] = {**header["model"], "worm_width_bias": round(float(bias), 3)}
+    validate_header(header, path)
+    _write(path, header, tensors)
 
 
 def record_channels(path: str | Path) -> bool:
@@ -252,13 +255,11 @@ def record_channels(path: str | Path) -> bool:
     Why: the v4 campaign started before issue 19, so its checkpoints hold the blanking share in their
     training provenance but not the entry ``load_checkpoint`` reads; nothing is guessed beyond that.
     """
-    from safetensors.torch import save_file
-
     from .channels import channel_meta
 
     header, tensors = read_checkpoint(path)
     meta = header.setdefault("meta", {})
     share = (meta.get("train_config") or {}).get("drop_fluorescence", 0.0)
     meta.update(channel_meta(share if isinstance(share, (int, float)) else 0.0))
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probseg": json.dumps(header)}))
+    _write(path, header, tensors)
     return allows_brightfield_only(meta)
