@@ -206,9 +206,8 @@ def predict_tiled_progressive(
         for i, stack in enumerate(source):
             t.stacks = [*t.stacks, stack]
             t.counts = [*t.counts, sum(_centre_in(m, t.win, t.core) for m in stack)]
-            if mc or i == draws - 1:
-                done += 1
             if i == draws - 1:
                 t.kept = _kept(t.stacks, t, (h, w))
-            if mc or i == draws - 1:
+            if mc or i == draws - 1:  # without dropout the one pass stands for every draw: one update
+                done += 1
                 yield update("draws", t.index)

@@ -177,7 +177,7 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
             from ._segment_tiled import infer_tiled_auto
 
             return (yield from infer_tiled_auto(job, lm, relay, stop, run, t0))
-        if job.worm_width == "auto" and not tiles_image(job.image.shape, None):
+        if job.worm_width == "auto":  # untiled: a tiled field went to infer_tiled_auto above
             own = predict_progressive(lm.model, job.image, lm.postprocess, job.draws, **run)
             last, held = next(own), (OWN_SCALE, _same)
             own.close()
