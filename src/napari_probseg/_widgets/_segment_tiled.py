@@ -102,13 +102,17 @@ def describe(u: Any) -> str:
 
 
 def tiled_partial(job: Job, pred: Any, u: Any, scale_pending: bool = False) -> Partial:
-    """A preview of a ``tiling.TiledPrediction`` (box form), in the user's pixels: the layers a
-    dense session would give (``_segment_layers.prepare``), their arrays built from crops."""
+    """A preview of a ``tiling.TiledPrediction`` (box form), in the user's pixels (a worm width that
+    resampled the image: ``box_resample.boxes_to_shape``, crop by crop, as the result is mapped): the
+    layers a dense session would give (``_segment_layers.prepare``), their arrays built from crops."""
+    from ..box_resample import boxes_to_shape
     from ..session import Session
     from ._segment_layers import prepare
 
-    boxes = pred.to_boxes()
-    h, w = boxes.shape
+    boxes, user = pred.to_boxes(), tuple(int(s) for s in job.image.shape[-2:])
+    if boxes.shape != user:
+        boxes = boxes_to_shape(boxes, user)
+    h, w = user
     names = [g["name"] for g in job.layers]
     session = Session(job.image_name, np.zeros((0, h, w), np.float32), boxes.entropy, boxes.labels(),
                       list(boxes.peaks), binarize=float(boxes.binarize), image=job.image, image_source=job.source,
@@ -118,24 +122,7 @@ def tiled_partial(job: Job, pred: Any, u: Any, scale_pending: bool = False) -> P
     pmax = np.zeros((h, w), np.float32)
     for c in boxes.crops:
         np.maximum(pmax[c.box], c.probabilities, out=pmax[c.box])
-    layers = []
-    for data, kwargs, kind in prepare(session, job, final=False):
-        if kwargs["metadata"].get("probseg_role") == "probabilities":
-            data = pmax
-        layers.append((_to_users_pixels(data, kind, (h, w), tuple(job.image.shape[-2:])), kwargs, kind))
+    layers = [(pmax if kwargs["metadata"].get("probseg_role") == "probabilities" else data, kwargs, kind)
+              for data, kwargs, kind in prepare(session, job, final=False)]
     return Partial(session, layers, boxes.n_instances, u.draws, u.total_draws, scale_pending,
                    what="" if scale_pending else describe(u))
-
-
-def _to_users_pixels(data: Any, kind: str, net: tuple[int, int], user: tuple[int, int]) -> Any:
-    """A preview layer's data at the network's scale mapped to the user's pixels (a worm width
-    that resampled the image): labels nearest, images linear, markers scaled."""
-    if net == user:
-        return data
-    if kind == "points":
-        return np.asarray(data, float) * (np.array(user) / np.array(net))
-    from skimage.transform import resize
-
-    order = 0 if kind == "labels" else 1
-    out = resize(data, user, order=order, preserve_range=True, anti_aliasing=False)
-    return out.astype(data.dtype)
