@@ -37,12 +37,13 @@ def main() -> None:
           f"scale.TRAINING_WORM_WIDTH = {TRAINING_WORM_WIDTH}")
     lm = load_model(args.model)
     picked = wells[:: max(1, len(wells) // args.network_wells)][: args.network_wells]
-    ratios = [worm_width(foreground(lm.model, load_image(data, w))) / gt[w] for w in picked]
+    images = {w: load_image(data, w) for w in picked}  # both measures below read the same images
+    ratios = [worm_width(foreground(lm.model, images[w])) / gt[w] for w in picked]
     print(f"network / ground-truth width on {len(picked)} train wells ({', '.join(picked)}): "
           f"median {np.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}")
     stored = lm.model.cfg.worm_width_bias
     lm.model.cfg = replace(lm.model.cfg, worm_width_bias=1.0)  # the raw estimate
-    est = [estimate_worm_width(lm.model, load_image(data, w)) / gt[w] for w in picked]
+    est = [estimate_worm_width(lm.model, images[w]) / gt[w] for w in picked]
     bias = float(np.median(est))
     print(f"estimate_worm_width (uncorrected) / ground-truth width, same wells: median {bias:.3f}, "
           f"range {min(est):.3f}-{max(est):.3f}; the model file stores {stored}")
