@@ -13,7 +13,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from .boxes import BoxPrediction, Crop, sparse_peaks
+from .boxes import BoxPrediction, Crop, paste_max, sparse_peaks
 from .uncertainty_metrics import bernoulli_entropy
 
 PAD = 2  # zero margin around a crop: linear interpolation reaches one input pixel
@@ -38,7 +38,6 @@ def boxes_to_shape(pred: BoxPrediction, shape: tuple[int, int]) -> BoxPrediction
     shape = (int(shape[0]), int(shape[1]))
     cut = float(pred.binarize)
     crops = []
-    ent = np.zeros(shape, np.float32)
     for c in pred.crops:
         if c.probabilities.size == 0:
             crops.append(Crop(0, 0, np.zeros((0, 0), np.float32)))
@@ -56,9 +55,7 @@ def boxes_to_shape(pred: BoxPrediction, shape: tuple[int, int]) -> BoxPrediction
             crops.append(Crop(0, 0, np.zeros((0, 0), np.float32)))
             continue
         p = np.ascontiguousarray(p[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
-        crop = Crop(oy + int(rows[0]), ox + int(cols[0]), p)
-        region = ent[crop.box]
-        np.maximum(region, bernoulli_entropy(p).astype(np.float32), out=region)
-        crops.append(crop)
+        crops.append(Crop(oy + int(rows[0]), ox + int(cols[0]), p))
+    ent = paste_max(shape, crops, bernoulli_entropy)
     return BoxPrediction(crops, ent, sparse_peaks(ent, crops), cut, pred.bf16, pred.device, list(pred.counts),
                          pred.tiles, pred.truncated)

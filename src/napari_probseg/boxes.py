@@ -12,6 +12,7 @@ No torch here: the napari reader builds it from a file (``box_file``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -150,6 +151,18 @@ def bounds(instances: list) -> np.ndarray:
     ``tiling.Instance``); [0,4] for none."""
     return np.array([[i.y, i.x, i.y + i.probabilities.shape[0], i.x + i.probabilities.shape[1]] for i in instances],
                     dtype=np.int64).reshape(-1, 4)
+
+
+def paste_max(shape: tuple[int, int], parts: list, value: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """[H,W] float32: each pixel's max over ``parts`` (crops or stitched instances: a ``box`` and
+    its ``probabilities``) of ``value(probabilities)``, by default the probabilities themselves.
+    With ``uncertainty_metrics.bernoulli_entropy`` it is the entropy map of the box form."""
+    out = np.zeros(shape, np.float32)
+    for part in parts:
+        v = part.probabilities if value is None else value(part.probabilities)
+        region = out[part.box]
+        np.maximum(region, np.asarray(v, np.float32), out=region)
+    return out
 
 
 def sparse_peaks(entropy: np.ndarray, instances: list) -> list[Peak]:

@@ -42,8 +42,8 @@ class ModelConfig:
     n_train_samples: int = 1
     # How wide this network's foreground draws worms at the training magnification, over the ground
     # truth's width (median over train wells, bench/scale_calibration.py --write).  scale.estimate_worm_width
-    # divides by it: v5 draws borders ~10% outside the annotation, so uncorrected it called BBBC010's
-    # 8.6-px worms 9.4 px and shrank some 1x wells.  1.0 for files written before it existed.
+    # divides by it: v5 draws borders outside the annotation (bias 1.080), so uncorrected it called BBBC010's
+    # worms ~8% wide and shrank some 1x wells.  1.0 for files written before it existed.
     worm_width_bias: float = 1.0
 
     def to_dict(self) -> dict:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .boxes import sparse_peaks
+from .boxes import paste_max, sparse_peaks
 from .checkpoint import PostprocessConfig
 from .inference import _check_stop, _settings, forward_draws, prepare_input, uses_bf16
 from .model import UNet
@@ -116,10 +116,7 @@ class TiledUpdate:
                 kept += [i for i, _ in pairs]
                 truncated += sum(cut for _, cut in pairs)
             kept = _dedupe(kept)
-            entropy = np.zeros(self.shape, np.float32)
-            for inst in kept:
-                region = entropy[inst.box]
-                np.maximum(region, bernoulli_entropy(inst.probabilities).astype(np.float32), out=region)
+            entropy = paste_max(self.shape, kept, bernoulli_entropy)
             m = self.draws
             counts = [sum(t.counts[d] for t in self._tiles) for d in range(m)]
             peaks = sparse_peaks(entropy, kept) if any(self.tile_draws) else []

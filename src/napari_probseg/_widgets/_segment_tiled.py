@@ -106,6 +106,7 @@ def tiled_partial(job: Job, pred: Any, u: Any, scale_pending: bool = False) -> P
     resampled the image: ``box_resample.boxes_to_shape``, crop by crop, as the result is mapped): the
     layers a dense session would give (``_segment_layers.prepare``), their arrays built from crops."""
     from ..box_resample import boxes_to_shape
+    from ..boxes import paste_max
     from ..session import Session
     from ._segment_layers import prepare
 
@@ -119,9 +120,7 @@ def tiled_partial(job: Job, pred: Any, u: Any, scale_pending: bool = False) -> P
                       channel_names=names, items=boxes.review_items(show_all=True),
                       meta={"draws": u.draws, "tile_draws": list(u.tile_draws), "image_name": job.image_name,
                             "source_layers": job.layers})
-    pmax = np.zeros((h, w), np.float32)
-    for c in boxes.crops:
-        np.maximum(pmax[c.box], c.probabilities, out=pmax[c.box])
+    pmax = paste_max((h, w), boxes.crops)
     layers = [(pmax if kwargs["metadata"].get("probseg_role") == "probabilities" else data, kwargs, kind)
               for data, kwargs, kind in prepare(session, job, final=False)]
     return Partial(session, layers, boxes.n_instances, u.draws, u.total_draws, scale_pending,
