@@ -91,7 +91,7 @@ def cluster_blobs(embedding: torch.Tensor, logits: torch.Tensor, bandwidth: floa
         idx = np.flatnonzero(fg)
         if idx.size < min_size:  # no cluster of it can reach min_size
             continue
-        pts = emb[sl][torch.from_numpy(fg).to(emb.device)]
+        pts = emb[sl][torch.from_numpy(fg).to(emb.device)].float()  # a tile's draws come in bf16
         centres = mean_shift(pts, bandwidth, seed=seed)
         labels = assign_clusters(pts, centres, cluster_radius).cpu().numpy()
         for m in clusters_to_instances(labels, idx, len(centres), blob & (c == OVERLAP), min_size, fg.shape):

@@ -184,7 +184,7 @@ def predict_tiled_progressive(
     def mean_pass(t: _Tile) -> list[Box]:
         _check_stop(should_stop)
         xw = x[:, t.win[0], t.win[1]]
-        emb, logits = next(forward_draws(model, xw, 1, device, seed=seed, bf16=bf16))
+        emb, logits = next(forward_draws(model, xw, 1, device, seed=seed, bf16=bf16, as_float=False))
         return cluster_blobs(emb, logits, **cluster, seed=seed, roi=core_in_window(t.core, t.win))
 
     if quick:
@@ -197,7 +197,7 @@ def predict_tiled_progressive(
         if mc:
             source = (cluster_blobs(emb, logits, **cluster, roi=roi, seed=seed + i) for i, (emb, logits) in enumerate(
                 forward_draws(model, x[:, t.win[0], t.win[1]], draws, device, batch, seed=seed,
-                              should_stop=should_stop, bf16=bf16)))
+                              should_stop=should_stop, bf16=bf16, as_float=False)))
         else:  # every draw is the mean network: one pass
             source = iter([mean_pass(t)] * draws)
         for i, stack in enumerate(source):
