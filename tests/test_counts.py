@@ -1,11 +1,13 @@
 """Count estimators and intervals: known inputs, calibration, the 2-fold protocol, zero worms."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from napari_probseg.count_evidence import end_branches
-from napari_probseg.count_fit import choose_calibration, count_errors, cross_fit, fit_calibration
+from napari_probseg.count_fit import choose_calibration, conformal_share, count_errors, cross_fit, fit_calibration
 from napari_probseg.counts import (
     AREA_ESTIMATORS,
     DEFAULT_CALIBRATION,
@@ -102,6 +104,22 @@ def test_calibration_learns_bias_and_extra_error():
     e = count_errors(res, truth)
     assert e["coverage"] >= 0.9 and e["bias"] == pytest.approx(np.mean([r.count for r in res]) - np.mean(truth))
     assert count_errors([count_interval(i, Calibration("binarised")) for i in ins], truth)["coverage"] < 0.5
+
+
+def test_sigma0_covers_the_conformal_share_of_few_wells():
+    """On 22 wells a 90% interval must hold 21 (ceil(23 x 0.9) / 22), not 20: fitted to exactly 90%
+    of so few wells, intervals held 79% of the other fold's counts."""
+    assert conformal_share(22, 0.9) == pytest.approx(21 / 22) and conformal_share(47, 0.9) == pytest.approx(44 / 47)
+    assert conformal_share(5, 0.9) == 1.0 and conformal_share(1000, 0.9) == pytest.approx(0.901)
+    ins = [inputs([1.0] * 12, [12] * 8) for _ in range(22)]  # certain draws: the width is sigma0 alone
+    truth = [12] * 19 + [13, 14, 15]  # 19 exact, then off by 1, 2 and 3
+
+    def covered(cal):
+        return sum(r.low <= t <= r.high for r, t in zip((count_interval(i, cal) for i in ins), truth))
+
+    cal = fit_calibration(ins, truth, "binarised")
+    assert cal.bias == 0 and covered(cal) == 21  # off by 2 covered, off by 3 not: the least sigma0 that holds 21
+    assert covered(replace(cal, sigma0=round(cal.sigma0 / 2, 2))) <= 20
 
 
 def test_cross_fit_applies_each_folds_calibration_to_the_other_fold():
