@@ -112,6 +112,11 @@ def test_evaluate_end_to_end_on_two_wells(tmp_path, tiny_checkpoint, data_dir):
     assert 0 <= c["coverage"] <= 1 and c["mean_width"] >= 0 and len(c["calibrations"]) == 2
     assert "Counts with intervals" in report and (out / "counts.png").exists()
     assert m2["counts"]["per_well"] == c["per_well"]  # the draw counts are saved: --reuse gives the same intervals
+    third = tmp_path / "third"  # ... and saved again: reusing a reused run still has them
+    assert main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(data_dir), "--wells", "C03", "C04",
+                 "--out", str(third), "--draws", "2", "--device", "cpu", "--reuse", str(again)]) == 0
+    m3 = json.loads((third / "metrics.json").read_text())
+    assert m3["counts"]["inputs"]["C03"]["draw_counts"] == c["inputs"]["C03"]["draw_counts"] != []
     ap = c["after_proofreading"]  # the count after fixing the top 5 review items of each well (ground truth as answer)
     assert ap["k"] == 5 and set(ap["per_well"]) == {"C03", "C04"} and ap["mae"] >= 0
     assert ap["mae_before"] == pytest.approx(np.mean([abs(r["before"] - r["true"]) for r in ap["per_well"].values()]))

@@ -95,8 +95,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         listed[well] = score_well([(it.y, it.x) for it in shown],
                                   [(p.y + PATCH // 2, p.x + PATCH // 2) for p in pred.peaks], inst, gt)
         coco_scores.append(np.array([prob[i][inst[i]].mean() for i in range(len(inst))]))
-        draw_counts = saved_draw_counts(Path(reuse), well) if reuse else pred.draw_counts
-        count_in[well], truth[well] = count_inputs(pred.probabilities, pred.instances, draw_counts), len(gt)
+        count_in[well], truth[well] = count_inputs(pred.probabilities, pred.instances, pred.draw_counts), len(gt)
         shapes += [{"well": well, **s} for s in matched_shape_errors(inst, gt)]
     seconds = (time.perf_counter() - t0) / max(len(ok), 1)
     agg = aggregate(per_image)
@@ -225,7 +224,9 @@ def saved_prediction(folder: Path, well: str, binarize: float) -> Prediction:
     if not np.array_equal(binar[nonempty(binar)], inst):
         raise InputError(f"{path} was binarised at another cut than {binarize}")
     ent = entropy_map(probs, probs.shape)
-    return Prediction(probs, binar, ent, uncertainty_peaks(ent, probs), [], binarize)
+    # the draw counts travel on, so that a run reusing this one's folder keeps them too
+    return Prediction(probs, binar, ent, uncertainty_peaks(ent, probs), [], binarize,
+                      counted=saved_draw_counts(folder, well))
 
 
 def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessConfig, draws: int, thr: float, seed: int,

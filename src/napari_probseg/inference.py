@@ -43,6 +43,7 @@ class Prediction:
     binarize: float  # probability at which a pixel belongs to an instance
     bf16: bool = False  # whether the draws ran under bf16 autocast (uses_bf16); written to the outputs' meta
     device: str = "cpu"  # where the draws ran
+    counted: list[int] | None = None  # each draw's instance count where the draws are not kept (a reloaded run)
     _items: list | None = field(default=None, repr=False, compare=False)  # review items, all (cached)
 
     def review_items(self, show_all: bool = False) -> list:
@@ -62,7 +63,7 @@ class Prediction:
     @property
     def draw_counts(self) -> list[int]:
         """How many instances each MC draw found (the spread feeds the count interval)."""
-        return [len(d) for d in self.draws]
+        return list(self.counted) if self.counted is not None else [len(d) for d in self.draws]
 
     def binary_instances(self) -> np.ndarray:
         """The non-empty binarised instances: what the metrics score."""
