@@ -118,6 +118,7 @@ def foreground_probability(model: UNet, image: np.ndarray, device: torch.device 
     import torch
 
     from .inference import prepare_input
+    from .strips import run as run_model
     from .tiling import core_in_window, tile_grid
 
     x = prepare_input(image, model)
@@ -131,7 +132,7 @@ def foreground_probability(model: UNet, image: np.ndarray, device: torch.device 
     try:
         with torch.no_grad():
             for core, win in grid:
-                _, logits = model(x[(slice(None), *win)][None].to(device))
+                _, logits = run_model(model, x[(slice(None), *win)][None].to(device))  # by strips from 1024x1024 on
                 p = torch.softmax(logits[0].float(), 0)[1:].sum(0).cpu().numpy()
                 out[core] = p[core_in_window(core, win)]
     finally:
