@@ -6,14 +6,11 @@ have taken (given the same device and thread count).
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from .data import CHANNEL_TAGS, Well, available_wells, default_data_dir, dihedra
 from .devices import cpu_supports_bf16, pick_device
 from .losses import total_loss
 from .model import ModelConfig, UNet
+from .stop_signals import StopRequest, stop_on_signals  # noqa: F401 (re-exported: the CLI's and tests' import)
 from .validation import InputError
 from .wellbank import WellBank, same_size
 
@@ -81,40 +79,6 @@ class TrainConfig:
             raise OptionError(f"unknown augment {self.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
         for name in ("steps", "batch", "crop", "lr", "checkpoint_every", "seed"):
             check(name, getattr(self, name), name)
-
-
-class StopRequest:
-    """Set by SIGINT/SIGTERM; passed to ``train`` as ``should_stop=stop.is_set``."""
-
-    def __init__(self) -> None:
-        self.signal_name = ""
-
-    def is_set(self) -> bool:
-        return bool(self.signal_name)
-
-
-@contextlib.contextmanager
-def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopRequest]:
-    """Turn Ctrl-C / SIGTERM into a stop request, so training ends after the current step and
-    saves ``last.safetensors`` (resumable) instead of dying with the work since the last
-    periodic checkpoint.  A second signal interrupts at once.  Main thread only; elsewhere a no-op.
-    """
-    stop = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.signal_name = signal.Signals(signum).name
-
-    previous = {s: signal.signal(s, handler) for s in signals}
-    try:
-        yield stop
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def resume_step(header: dict, tensors: dict[str, torch.Tensor], path: str | Path) -> int:
