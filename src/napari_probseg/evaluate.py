@@ -200,13 +200,6 @@ def _save(path: Path, pred: Prediction, keep: np.ndarray) -> None:
                         draw_counts=np.array(pred.draw_counts, np.int32))
 
 
-def saved_draw_counts(folder: Path, well: str) -> list[int]:
-    """Each draw's instance count saved by an earlier run (the count interval needs them); [] in
-    files from before they were saved, so such a rerun's count spread lacks the per-draw term."""
-    with np.load(folder / "predictions" / f"{well}.npz") as z:
-        return [int(v) for v in z["draw_counts"]] if "draw_counts" in z.files else []
-
-
 def saved_prediction(folder: Path, well: str, binarize: float) -> Prediction:
     """A well's Prediction rebuilt from ``predictions/<WELL>.npz`` of an earlier run (no draws kept).
 
@@ -220,13 +213,14 @@ def saved_prediction(folder: Path, well: str, binarize: float) -> Prediction:
         if "all_probabilities" not in z.files:
             raise InputError(f"{path} predates the saved all_probabilities; evaluate again without --reuse")
         probs, inst = z["all_probabilities"].astype(np.float32), z["instances"].astype(bool)
+        # each draw's instance count (the count interval's spread), carried on so that a run reusing this
+        # one's folder keeps them too; [] in files from before they were saved
+        counted = [int(v) for v in z["draw_counts"]] if "draw_counts" in z.files else []
     binar = probs >= binarize
     if not np.array_equal(binar[nonempty(binar)], inst):
         raise InputError(f"{path} was binarised at another cut than {binarize}")
     ent = entropy_map(probs, probs.shape)
-    # the draw counts travel on, so that a run reusing this one's folder keeps them too
-    return Prediction(probs, binar, ent, uncertainty_peaks(ent, probs), [], binarize,
-                      counted=saved_draw_counts(folder, well))
+    return Prediction(probs, binar, ent, uncertainty_peaks(ent, probs), [], binarize, counted=counted)
 
 
 def write_report(m: dict, out_dir: Path, data_dir: Path, lm, post: PostprocessConfig, draws: int, thr: float, seed: int,

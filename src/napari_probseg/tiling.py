@@ -98,7 +98,7 @@ class TiledPrediction:
         its peaks are this prediction's (``sparse_peaks``: the dense ``uncertainty_peaks``' peaks)."""
         probs = self.to_boxes().to_dense()
         return StitchedPrediction(probs, probs >= self.binarize, self.entropy, list(self.peaks),
-                                  [], self.binarize, bf16=self.bf16, device=self.device, counts=list(self.draw_counts),
+                                  [], self.binarize, bf16=self.bf16, device=self.device, counted=list(self.draw_counts),
                                   tiles=self.tiles)
 
     def to_boxes(self):
@@ -122,14 +122,10 @@ class TiledPrediction:
 
 @dataclass
 class StitchedPrediction(Prediction):
-    """A tiled run's dense ``Prediction``: its draws are not kept (each would be [n,H,W]), their counts are."""
+    """A tiled run's dense ``Prediction``: its draws are not kept (each would be [n,H,W]), their counts
+are (``Prediction.counted``)."""
 
-    counts: list[int] = field(default_factory=list)
     tiles: int = 0
-
-    @property
-    def draw_counts(self) -> list[int]:
-        return list(self.counts)
 
 
 def tile_grid(h: int, w: int, tile: int = TILE, margin: int = MARGIN,
