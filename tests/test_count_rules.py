@@ -96,3 +96,24 @@ def test_mass_and_mean_probability_rules():
     certain = Calibration("evidence", merge_ratio=0.0, end_widths=1.8, end_min_area=1.1, end_max_probability=0.97)
     spur = np.stack(worms(6) + [spurred()])
     assert instance_weights(count_inputs(spur, spur >= 0.75, [8] * 8), certain)[6] == 1.0
+
+
+def comb(y=190, x=20, teeth=5):
+    """A blob shaped like a comb, as the debris along a well's rim: a bar with ``teeth`` prongs,
+    so its skeleton has ``teeth`` + 2 end branches (a worm has 2)."""
+    m = bar(y, x, 8, 120)
+    for k in range(teeth):
+        m = np.maximum(m, bar(y + 8, x + 8 + 24 * k, 30, 6))
+    return m
+
+
+def test_a_comb_shaped_blob_counts_no_worm_and_a_worm_still_counts_one():
+    probs = np.stack(worms(6) + [comb(teeth=8), comb(y=110, x=200, teeth=1)])
+    inp = count_inputs(probs, probs >= 0.75, [8] * 8)
+    assert len(inp["ends"][6]) >= 9 and len(inp["ends"][7]) == 3
+    weights = instance_weights(inp, DEFAULT_CALIBRATION)
+    assert weights[6] == 0.0  # not worm-shaped: debris
+    assert weights[7] >= 1.0 and list(weights[:6]) == [1.0] * 6
+    off = Calibration(**{**DEFAULT_CALIBRATION.as_dict(), "blob_ends": 0})
+    assert instance_weights(inp, off)[6] >= 1.0  # the rule is what zeroes it
+    assert count_interval(inp, DEFAULT_CALIBRATION).count == count_interval(inp, off).count - instance_weights(inp, off)[6]

@@ -95,7 +95,8 @@ def has_evidence(inp: dict) -> bool:
 def evidence_weights(inp: dict, q: np.ndarray, merge_ratio: float, end_widths: float, end_min_area: float,
                      sub_weight: str, ragged_probability: float, merge_probability: float = 0.0,
                      merge_probability_area: float = MERGE_PROBABILITY_AREA, end_max_probability: float = 0.0,
-                     thin_width: float = 0.0, faint_weight: str = "zero", end_min_core: float = 0.0) -> np.ndarray:
+                     thin_width: float = 0.0, faint_weight: str = "zero", end_min_core: float = 0.0,
+                     blob_ends: int = 0) -> np.ndarray:
     """How many worms each instance adds to the ``evidence`` count.
 
     0 for an instance with no p >= 0.5 pixel or seen in one draw only (``q`` is 0 there), and
@@ -117,7 +118,9 @@ def evidence_weights(inp: dict, q: np.ndarray, merge_ratio: float, end_widths: f
     ``thin_width``: a long instance (as for the ragged rule) narrower than this x the median
     worm width counts 0 too (strips along the well's rim are thinner than worms);
     ``faint_weight`` "mass": an instance seen in two or more draws that has no p >= 0.5 pixel
-    counts min(1, its probability mass / the median area) instead of 0 (a worm most draws miss).
+    counts min(1, its probability mass / the median area) instead of 0 (a worm most draws miss);
+    ``blob_ends``: an instance whose skeleton has at least this many end branches counts 0 (0: off):
+    not worm-shaped (``counts.BLOB_ENDS`` says why; one such rim blob counted as 2 by the end-branch rule).
     """
     area = np.asarray(inp["area"], float)
     kept = np.asarray(inp["binarised"], bool)
@@ -153,4 +156,6 @@ def evidence_weights(inp: dict, q: np.ndarray, merge_ratio: float, end_widths: f
         if thin_width > 0 and med_w > 0:
             width = np.divide(area, length, out=np.zeros(n), where=length > 0)
             weights[long & (width < thin_width * med_w)] = 0.0
+    if blob_ends > 0 and "ends" in inp:
+        weights[np.array([len(e) for e in inp["ends"]]) >= blob_ends] = 0.0
     return weights

@@ -39,6 +39,10 @@ AREA_ESTIMATORS = ("binarised_area", "expected_area")
 MERGE_RATIO = 1.6  # an instance this many times the median area counts as several worms
 MERGE_RATIOS = (1.4, 1.5, 1.6, 1.8)  # the choices choose_calibration tries for the area estimators
 MAX_MULTIPLICITIES = (2, 3, 0)  # ... and the caps (0: none)
+# An instance whose skeleton has this many end branches or more counts 0: a worm has 2, a crossing of two 3-4, and
+# no instance that held a worm had more than 8 in the predictions of the 50 BBBC010 train wells (eval/train-v4b,
+# scripts/count_blob_ends.py); the ragged blobs of debris and shadow along a well's rim have 9-26 (well D11).
+BLOB_ENDS = 9
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Calibration:
     thin_width: float = 0.0  # long instances narrower than this x the median width count 0 (0: off)
     faint_weight: str = "zero"  # instances with no p >= 0.5 pixel count 0 ("zero") or their mass ("mass")
     end_min_core: float = 0.0  # the end-branch rule only from this core_uncertain share (0: always)
+    # not a calibrated choice but a fixed shape prior, on for every shape (BLOB_ENDS says why)
+    blob_ends: int = BLOB_ENDS  # instances with this many skeleton end branches count 0 (0: off)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -153,7 +159,7 @@ def instance_weights(inp: dict, cal: Calibration) -> np.ndarray:
     return evidence_weights(inp, repeated(inp), cal.merge_ratio, cal.end_widths, cal.end_min_area,
                             cal.sub_weight, cal.ragged_probability, cal.merge_probability,
                             cal.merge_probability_area, cal.end_max_probability, cal.thin_width, cal.faint_weight,
-                            cal.end_min_core)
+                            cal.end_min_core, cal.blob_ends)
 
 
 def spread(inp: dict) -> float:
