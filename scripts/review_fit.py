@@ -79,7 +79,7 @@ def main() -> None:
     best = max(rules, key=lambda n: (round(objective(out[n]["held_out"]), 9), -list(rules).index(n)))
     cfg, use = rules[best]
     rule = fit_rule(every, cfg, c=args.c, use=use)
-    s = score_order(every, [score_candidates_x(d, rule) for d in every], rule.min_score)
+    s = score_order(every, [score_candidates_x(d, rule) for d in every], rule.min_score, rule.spot_px)
     print(f"shipped rule {best!r}, fitted on all {len(wells)} wells (in-sample): {fmt(s)}")
     print(f"SHIPPED_SCORING = {rule.scoring!r}\nSHIPPED_WEIGHTS = {rule.weights}\nSHIPPED_INTERCEPT = {rule.intercept}\n"
           f"SHIPPED_MIN_SCORE = {rule.min_score}")

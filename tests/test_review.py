@@ -10,7 +10,14 @@ import pytest
 
 from napari_probseg.inference import Prediction, agglomerate, bernoulli_entropy, uncertainty_peaks
 from napari_probseg.outputs import write_prediction
-from napari_probseg.review import ReviewConfig, read_review_csv, review_items, write_review_csv
+from napari_probseg.review import (
+    ReviewConfig,
+    ReviewItem,
+    fold_same_spot,
+    read_review_csv,
+    review_items,
+    write_review_csv,
+)
 from napari_probseg.review_metrics import find_errors, score_list, simulate_items, summarise
 from napari_probseg.review_queue import ReviewQueue
 from napari_probseg.session import Session
@@ -138,3 +145,17 @@ def test_queue_views_and_session_round_trip(tmp_path: Path):
     np.savez(tmp_path / "old.probseg.npz", **old)
     o = Session.load(tmp_path / "old.probseg.npz")
     assert [(i.y, i.x, i.kind) for i in o.items] == [(i.y, i.x, i.kind) for i in s.items] and not o.items_reviewed.any()
+
+
+def test_items_at_one_spot_are_one_item_naming_all_their_worms():
+    ranked = [ReviewItem(80.0, 100, 100, "border", [7], "repaint", 40),
+              ReviewItem(60.0, 300, 40, "border", [2], "repaint", 30),
+              ReviewItem(50.0, 103, 96, "merge", [9, 7], "split", 25),  # 5 px from the first
+              ReviewItem(20.0, 100, 125, "missed", [4], "add", 60)]  # 25 px away: its own spot
+    folded = fold_same_spot(ranked, 20.0)
+    assert [(it.y, it.x) for it in folded] == [(100, 100), (300, 40), (100, 125)]
+    first = folded[0]
+    assert first.score == 80.0 and first.instances == [7, 9] and first.area == 65
+    assert (first.kind, first.fix) == ("merge", "split")  # the more specific suspicion
+    assert ranked[0].instances == [7] and ranked[0].kind == "border"  # the input is not changed
+    assert len(fold_same_spot(ranked, 0)) == 4

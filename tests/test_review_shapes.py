@@ -26,8 +26,11 @@ def test_a_clump_gives_one_candidate_per_worm_pointing_at_both_merges():
     assert all(c.kind == "merge" for c in split)
     on_arm = {k for c in split for k, arm in enumerate(ARMS) if arm[c.y, c.x]}
     assert on_arm & {0, 1} and on_arm & {2, 3}  # both merges have a point on them
-    items = review_items(CLUMP, 0.75, replace(ReviewConfig(), min_score=0))
-    assert len(items) == 4 and len({(it.y, it.x) for it in items}) >= 2
+    unfolded = review_items(CLUMP, 0.75, replace(ReviewConfig(), min_score=0, spot_px=0))
+    assert len(unfolded) == 4 and len({(it.y, it.x) for it in unfolded}) >= 2
+    items = review_items(CLUMP, 0.75, replace(ReviewConfig(), min_score=0))  # the two at each spot are one
+    assert len(items) == 2 and np.hypot(items[0].y - items[1].y, items[0].x - items[1].x) >= ReviewConfig().spot_px
+    assert {(it.y, it.x) for it in items} <= {(it.y, it.x) for it in unfolded}
 
 
 def test_skeleton_of_two_merged_worms_branches_and_a_fragment_is_short():

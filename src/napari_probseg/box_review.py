@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .boxes import Crop, bounds
-from .review import ReviewConfig, ReviewItem, score_candidates
+from .review import ReviewConfig, ReviewItem, ranked_items
 from .review_candidates import _union_find, candidates
 from .review_features import normalised_stats, raw_stats
 
@@ -73,7 +73,4 @@ def review_items_boxes(crops: list[Crop], shape: tuple[int, int], threshold: flo
         for c in candidates(stack, threshold, cfg, skeletons, stats=st):
             c.y, c.x, c.instances = c.y + y0, c.x + x0, [idx[i] for i in c.instances]
             cands.append(c)
-    scores = score_candidates(cands, cfg)
-    items = [ReviewItem(round(float(s), 2), c.y, c.x, c.kind, c.instances, c.fix, c.area) for s, c in zip(scores, cands)]
-    items.sort(key=lambda it: (-it.score, it.y, it.x))
-    return items if show_all else [it for it in items if it.score >= cfg.min_score]
+    return ranked_items(cands, cfg, show_all)

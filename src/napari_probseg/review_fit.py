@@ -38,6 +38,7 @@ class WellData:
     X: np.ndarray
     hits: np.ndarray
     mass: np.ndarray  # the candidates' disputed mass (the old ranking)
+    points: np.ndarray | None = None  # [C,2] y, x: what folding by spot needs (None: no folding)
 
     @property
     def positive(self) -> np.ndarray:
@@ -53,16 +54,30 @@ def well_data(prob: np.ndarray, threshold: float, gt: np.ndarray, cfg: ReviewCon
     errors = find_errors(inst[nonempty(inst)], np.asarray(gt, bool))
     near = [e.near(RADIUS) for e in errors]
     hits = np.array([[nr[c.y, c.x] for c in cands] for nr in near], bool).reshape(len(errors), len(cands))
-    return WellData(feature_matrix(cands), hits, np.array([c.mass for c in cands], float))
+    points = np.array([(c.y, c.x) for c in cands], float).reshape(len(cands), 2)
+    return WellData(feature_matrix(cands), hits, np.array([c.mass for c in cands], float), points)
 
 
-def score_order(data: list[WellData], scores: list[np.ndarray], min_score: float) -> dict:
-    """The list scores of ``review_metrics.summarise`` for candidates ranked by ``scores``, cut at ``min_score``."""
+def _fold(order: np.ndarray, points: np.ndarray | None, spot_px: float) -> np.ndarray:
+    """``order`` without the candidates within ``spot_px`` of a better one (``review.fold_same_spot``:
+    the better item keeps its point, so for finding errors a folded candidate is simply gone)."""
+    if spot_px <= 0 or points is None:
+        return order
+    kept: list[int] = []
+    for i in order:
+        if all(np.hypot(*(points[i] - points[k])) >= spot_px for k in kept):
+            kept.append(int(i))
+    return np.array(kept, int)
+
+
+def score_order(data: list[WellData], scores: list[np.ndarray], min_score: float, spot_px: float = 0.0) -> dict:
+    """The list scores of ``review_metrics.summarise`` for candidates ranked by ``scores``, cut at
+    ``min_score`` and folded by spot (``spot_px``, as ``review.ranked_items``)."""
     n_err = found = n_top = on_err = entries = 0
     found_k = {k: 0 for k in TOP_KS}
     for d, s in zip(data, scores):
         order = np.argsort(-s, kind="stable")
-        order = order[s[order] >= min_score]
+        order = _fold(order[s[order] >= min_score], d.points, spot_px)
         h = d.hits[:, order]
         first = np.where(h.any(1), h.argmax(1) if h.size else 0, np.iinfo(np.int64).max)
         for k in TOP_KS:
@@ -109,7 +124,7 @@ def choose_cut(data: list[WellData], cfg: ReviewConfig, max_items: float = 12.0)
     scores = [score_candidates_x(d, cfg) for d in data]
     best = None
     for cut in CUTS:
-        s = score_order(data, scores, cut)
+        s = score_order(data, scores, cut, cfg.spot_px)
         if s["entries_per_well"] <= max_items and (best is None or objective(s) > best[0] + 1e-12):
             best = (objective(s), cut)
     return best[1] if best else CUTS[-1]
@@ -144,10 +159,10 @@ def cross_validate(data: dict[str, WellData], folds: list[list[str]], base: Revi
             held.append(data[w])
             scores.append(score_candidates_x(data[w], rule))
             cuts.append(rule.min_score)
-    return {"held_out": _pooled(held, scores, cuts), "rules": rules}
+    return {"held_out": _pooled(held, scores, cuts, (base or ReviewConfig()).spot_px), "rules": rules}
 
 
-def _pooled(data: list[WellData], scores: list[np.ndarray], cuts: list[float]) -> dict:
+def _pooled(data: list[WellData], scores: list[np.ndarray], cuts: list[float], spot_px: float = 0.0) -> dict:
     """``score_order`` with a cut per well (pooled held-out figures)."""
     masked = [np.where(s >= c, s, -np.inf) for s, c in zip(scores, cuts)]
-    return score_order(data, masked, -1e300)
+    return score_order(data, masked, -1e300, spot_px)
