@@ -100,20 +100,20 @@ def test_add_instance_takes_background_and_only_the_worms_it_may():
 
 def toy() -> S.Session:
     """Worms 1 and 2 each in 8/8 draws but one worm in half of them (merge), 3 half-seen (false),
-    4 hidden in 5 (split), 6 sure with a doubtful outline."""
-    p = np.zeros((6, 60, 80), np.float32)
+    4 hidden in 5 (split), 6 sure with a doubtful outline; 30 px apart, so each is its own spot."""
+    p = np.zeros((6, 110, 80), np.float32)
     p[0, 5:11, 5:30] = 1.0
     p[1, 5:11, 30:60] = 1.0
     p[0, 5:11, 28:40] = 0.5  # 1 and 2 dispute the seam: a merge item with both binarised
     p[1, 5:11, 18:30] = 0.5
-    p[2, 20:26, 5:40] = 0.8
-    p[2, 20:26, 5:30] = 0.5  # mostly disputed: a possible false worm
-    p[4, 35:41, 5:70] = 1.0
-    p[3, 35:41, 40:70] = 0.375  # hidden in 5's right half
-    p[4, 35:41, 40:70] = 0.625
-    p[5, 48:54, 5:60] = 1.0
-    p[5, 47, 5:60] = 0.5  # a doubtful outline row
-    p[5, 54, 5:60] = 0.5
+    p[2, 35:41, 5:40] = 0.8
+    p[2, 35:41, 5:30] = 0.5  # mostly disputed: a possible false worm
+    p[4, 65:71, 5:70] = 1.0
+    p[3, 65:71, 40:70] = 0.375  # hidden in 5's right half
+    p[4, 65:71, 40:70] = 0.625
+    p[5, 95:101, 5:60] = 1.0
+    p[5, 94, 5:60] = 0.5  # a doubtful outline row
+    p[5, 101, 5:60] = 0.5
     return session_of(p)
 
 
