@@ -76,7 +76,9 @@ def infer_tiled_auto(job: Job, lm: Any, relay: C.Relay, stop: Any, run: dict, t0
     if scale.factor == 1.0:
         return (yield from infer_tiled(job, lm, image, scale, mapped, relay, run, t0, own, first))
     own.close()
-    return (yield from infer_tiled(job, lm, image, scale, mapped, relay, run, t0))
+    result = yield from infer_tiled(job, lm, image, scale, mapped, relay, run, t0)
+    # cancelled before the resampled run's first update: the quick pass on screen is what has arrived
+    return kept(job, lm, first, OWN_SCALE, _same, t0, True) if isinstance(result, C.Cancelled) else result
 
 
 def kept(job: Job, lm: Any, u: Any, scale: Any, mapped: Any, t0: float, cancelled: bool = False) -> Any:
