@@ -148,3 +148,25 @@ def test_each_kind_of_fix_applies_to_the_instances_that_exist():
     texts = {f: q.fix_text(k) for f, k in by_fix.items()}
     assert texts["split"] == "split worm 4 off worm 5" and texts["merge"] == "merge worms 1 + 2"
     assert texts["erase"] == "erase worm 3" and texts["repaint"] == "repaint the outline of worm 6 by hand"
+
+
+def test_a_folded_item_fixes_its_own_worm_and_names_its_neighbours(tmp_path):
+    from dataclasses import replace as copy_with
+
+    from napari_probseg import session_file as F
+    from napari_probseg.review import ReviewItem
+
+    s = toy()
+    # the false worm 3 and the sure worm 6 at one spot: their items were folded into one (fold_same_spot)
+    s = copy_with(s, items=[ReviewItem(70.0, 38, 20, "false", [2], "erase", 50, nearby=[5])],
+                  items_reviewed=np.zeros(1, bool))
+    lab = s.labels.copy()
+    out = lab.copy()
+    E.fix_item(s, 0, lab).apply(out)
+    assert not (out == 3).any() and (out == 6).sum() == (lab == 6).sum()  # the neighbour is not touched
+    assert ReviewQueue(s, "all").fix_text(0) == "erase worm 3; also here: worm 6"
+    back = F.load(F.save(s, tmp_path / "s.probseg"))
+    assert back.items[0].instances == [2] and back.items[0].nearby == [5]
+    bad = copy_with(s, items=[ReviewItem(70.0, 38, 20, "false", [2], "erase", 50, nearby=[8])])
+    with pytest.raises(S.SessionError, match="names the model's worm 9, but the session holds 6"):
+        F.load(F.save(bad, tmp_path / "bad.probseg"))  # a session file is untrusted input

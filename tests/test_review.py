@@ -147,15 +147,20 @@ def test_queue_views_and_session_round_trip(tmp_path: Path):
     assert [(i.y, i.x, i.kind) for i in o.items] == [(i.y, i.x, i.kind) for i in s.items] and not o.items_reviewed.any()
 
 
-def test_items_at_one_spot_are_one_item_naming_all_their_worms():
+def test_items_at_one_spot_are_one_item_naming_all_their_worms(tmp_path):
     ranked = [ReviewItem(80.0, 100, 100, "border", [7], "repaint", 40),
               ReviewItem(60.0, 300, 40, "border", [2], "repaint", 30),
-              ReviewItem(50.0, 103, 96, "merge", [9, 7], "split", 25),  # 5 px from the first
+              ReviewItem(50.0, 103, 96, "false", [3], "erase", 25),  # 5 px from the first
+              ReviewItem(40.0, 96, 104, "border", [8], "repaint", 10),  # and another outline there
               ReviewItem(20.0, 100, 125, "missed", [4], "add", 60)]  # 25 px away: its own spot
     folded = fold_same_spot(ranked, 20.0)
     assert [(it.y, it.x) for it in folded] == [(100, 100), (300, 40), (100, 125)]
     first = folded[0]
-    assert first.score == 80.0 and first.instances == [7, 9] and first.area == 65
-    assert (first.kind, first.fix) == ("merge", "split")  # the more specific suspicion
+    assert first.score == 80.0 and first.area == 75
+    # the more specific suspicion decides what the fix touches; the outlines' worms are only named
+    assert (first.kind, first.fix, first.instances, first.nearby) == ("false", "erase", [3], [7, 8])
+    assert first.named == [3, 7, 8]
     assert ranked[0].instances == [7] and ranked[0].kind == "border"  # the input is not changed
-    assert len(fold_same_spot(ranked, 0)) == 4
+    assert len(fold_same_spot(ranked, 0)) == 5
+    back = read_review_csv(write_review_csv(folded, tmp_path / "r.csv"))
+    assert [(it.instances, it.nearby) for it in back] == [(it.instances, it.nearby) for it in folded]

@@ -91,7 +91,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         peaks[well] = [(p.score, p.y, p.x) for p in pred.peaks]
         shown = pred.review_items()  # the default list, as the dock and probseg predict show it
         write_review_csv(shown, out_dir / "review" / f"{well}.csv")
-        items[well] = [(it.score, it.instances) for it in shown]
+        items[well] = [(it.score, it.named) for it in shown]  # a proofreader at the spot sees every worm named
         listed[well] = score_well([(it.y, it.x) for it in shown],
                                   [(p.y + PATCH // 2, p.x + PATCH // 2) for p in pred.peaks], inst, gt)
         coco_scores.append(np.array([prob[i][inst[i]].mean() for i in range(len(inst))]))

@@ -35,7 +35,7 @@ KINDS = {
     "false": ("possible false worm", "erase"),
     "border": ("uncertain outline", "repaint"),
 }
-CSV_FIELDS = ["rank", "y", "x", "kind", "score", "instances", "fix", "area", "description"]
+CSV_FIELDS = ["rank", "y", "x", "kind", "score", "instances", "fix", "area", "description", "nearby"]
 
 # The ranking scripts/review_fit.py ships for the bundled model (v4): the rule with the best 2-fold held-out
 # objective on the 47 BBBC010 test wells of `probseg evaluate --model bbbc010-concrete --split test --out
@@ -92,10 +92,18 @@ class ReviewItem:
     instances: list[int] = field(default_factory=list)  # indices into the probability stack
     fix: str = ""
     area: int = 0  # uncertain pixels of the item (union of its regions)
+    # worms of lesser items at the same spot, folded into this one (fold_same_spot): shown to the proofreader,
+    # never touched by the fix, which acts on ``instances`` alone
+    nearby: list[int] = field(default_factory=list)
 
     @property
     def description(self) -> str:
         return KINDS[self.kind][0]
+
+    @property
+    def named(self) -> list[int]:
+        """Every worm the item names: its own, then those folded in from the same spot."""
+        return self.instances + [i for i in self.nearby if i not in self.instances]
 
 
 def feature_matrix(cands: list[Candidate]) -> np.ndarray:
@@ -137,8 +145,10 @@ def ranked_items(cands: list[Candidate], cfg: ReviewConfig, show_all: bool = Fal
 
 def fold_same_spot(items: list[ReviewItem], spot_px: float) -> list[ReviewItem]:
     """``items`` (best first) with each item whose point lies within ``spot_px`` of a better item's
-    point joined to that item: its worms added, its kind and fix taken when more specific
-    (``KIND_ORDER``), its area added; the better item keeps its point and score.
+    point joined to that item, which keeps its point and score.  The more specific suspicion
+    (``KIND_ORDER``) decides the joined item's kind, fix and ``instances``; the other item's worms
+    become ``nearby`` (named, not touched by the fix: erasing a false worm must not erase its
+    neighbour); the areas add up.
 
     Why: two touching worms each get an outline item at their contact, often 1-5 px apart (well
     D23: ranks 1 and 3), so a proofreader visited the same spot twice and a second place fell out
@@ -147,12 +157,14 @@ def fold_same_spot(items: list[ReviewItem], spot_px: float) -> list[ReviewItem]:
     for it in items:
         host = next((k for k in kept if spot_px > 0 and np.hypot(k.y - it.y, k.x - it.x) < spot_px), None)
         if host is None:
-            kept.append(ReviewItem(it.score, it.y, it.x, it.kind, list(it.instances), it.fix, it.area))
+            kept.append(ReviewItem(it.score, it.y, it.x, it.kind, list(it.instances), it.fix, it.area, list(it.nearby)))
             continue
-        host.instances += [i for i in it.instances if i not in host.instances]
-        host.area += it.area
         if KIND_ORDER.index(it.kind) < KIND_ORDER.index(host.kind):
-            host.kind, host.fix = it.kind, it.fix
+            host.nearby = host.named
+            host.kind, host.fix, host.instances = it.kind, it.fix, list(it.instances)
+        host.nearby = [i for i in host.nearby + it.named if i not in host.instances]
+        host.nearby = list(dict.fromkeys(host.nearby))
+        host.area += it.area
     return kept
 
 
@@ -166,16 +178,17 @@ def write_review_csv(items: list[ReviewItem], path: str | Path) -> Path:
             w.writerow(CSV_FIELDS)
             for r, it in enumerate(items, 1):
                 w.writerow([r, it.y, it.x, it.kind, f"{it.score:.2f}", " ".join(str(i + 1) for i in it.instances),
-                            it.fix, it.area, it.description])
+                            it.fix, it.area, it.description, " ".join(str(i + 1) for i in it.nearby)])
 
     return atomic_write(path, write)
 
 
 def read_review_csv(path: str | Path) -> list[ReviewItem]:
-    """Items as ``write_review_csv`` wrote them (instances back to 0-based)."""
+    """Items as ``write_review_csv`` wrote them (instances back to 0-based; files without ``nearby`` read too)."""
     with open(path, newline="") as f:
         return [ReviewItem(float(r["score"]), int(r["y"]), int(r["x"]), r["kind"],
-                           [int(i) - 1 for i in r["instances"].split()], r["fix"], int(r["area"]))
+                           [int(i) - 1 for i in r["instances"].split()], r["fix"], int(r["area"]),
+                           [int(i) - 1 for i in (r.get("nearby") or "").split()])
                 for r in csv.DictReader(f)]
 
 
@@ -186,11 +199,18 @@ def items_to_arrays(items: list[ReviewItem]) -> dict[str, np.ndarray]:
         "item_kinds": np.array(json.dumps([[it.kind, it.fix] for it in items])),
         "item_instances": np.array([i for it in items for i in it.instances], np.int32),
         "item_offsets": np.cumsum([0] + [len(it.instances) for it in items]).astype(np.int64),
+        "item_nearby": np.array([i for it in items for i in it.nearby], np.int32),
+        "item_nearby_offsets": np.cumsum([0] + [len(it.nearby) for it in items]).astype(np.int64),
     }
 
 
 def items_from_arrays(z) -> list[ReviewItem]:
     a, kinds = z["items"].reshape(-1, 4), json.loads(str(z["item_kinds"]))
     inst, off = z["item_instances"], z["item_offsets"]
-    return [ReviewItem(float(s), int(y), int(x), kinds[i][0], inst[off[i]:off[i + 1]].tolist(), kinds[i][1], int(ar))
+    if "item_nearby" in z.files:
+        near, near_off = z["item_nearby"], z["item_nearby_offsets"]
+    else:  # sessions saved before items were folded by spot
+        near, near_off = np.zeros(0, np.int32), np.zeros(len(a) + 1, np.int64)
+    return [ReviewItem(float(s), int(y), int(x), kinds[i][0], inst[off[i]:off[i + 1]].tolist(), kinds[i][1], int(ar),
+                       near[near_off[i]:near_off[i + 1]].tolist())
             for i, (s, y, x, ar) in enumerate(a)]

@@ -65,21 +65,15 @@ class ReviewQueue:
 
     def fix_text(self, i: int) -> str:
         """The suggested fix of item ``i`` in plain words (model instances numbered from 1, as
-        the label ids they get when binarised)."""
+        the label ids they get when binarised), and the other worms at the same spot."""
         s = self.session
         it = s.items[i]
         below = [k + 1 for k in it.instances if s.probabilities[k].max() < s.binarize]
         kept = [k + 1 for k in it.instances if k + 1 not in below]
-        names = ", ".join(map(str, kept)) or "-"
-        if it.fix == "add":
-            return f"add the model's worm {', '.join(map(str, below or kept))}"
-        if it.fix == "split":
-            return f"split worm {', '.join(map(str, below))} off worm {names}" if below else f"split worm {names}"
-        if it.fix == "merge":
-            return f"merge worms {' + '.join(map(str, kept))}"
-        if it.fix == "erase":
-            return f"erase worm {names}"
-        return f"repaint the outline of worm {names} by hand"
+        text = _fix_words(it.fix, kept, below)
+        if it.nearby:
+            text += f"; also here: {_worms([k + 1 for k in it.nearby])}"
+        return text
 
     def next_open(self, start: int = 0) -> int | None:
         """First unreviewed entry at or after ``start`` (wrapping), None when all are done."""
@@ -92,3 +86,21 @@ class ReviewQueue:
 
     def record_name(self) -> str:
         return "peak" if self.patches else "item"
+
+
+def _worms(ids: list[int]) -> str:
+    """'worm 3' or 'worms 3, 7' ('-' for none)."""
+    return f"worm{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids)) or '-'}"
+
+
+def _fix_words(fix: str, kept: list[int], below: list[int]) -> str:
+    if fix == "add":
+        return f"add the model's {_worms(below or kept)}"
+    if fix == "split":
+        return f"split {_worms(below)} off {_worms(kept)}" if below else f"split {_worms(kept)}"
+    if fix == "merge":
+        return f"merge worms {' + '.join(map(str, kept))}"
+    if fix == "erase":
+        return f"erase {_worms(kept)}"
+    return f"repaint the outline of {_worms(kept)} by hand"
+

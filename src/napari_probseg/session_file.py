@@ -111,6 +111,10 @@ def load(path: str | Path) -> Session:
                                "try its autosave copy") from exc
     if s.probabilities.ndim != 3 or s.probabilities.shape[1:] != s.labels.shape or s.labels.ndim != 2:
         raise SessionError(f"{path}: probabilities {s.probabilities.shape} do not match labels {s.labels.shape}")
+    n = len(s.probabilities)
+    bad = [i for it in s.items for i in it.instances + it.nearby if not 0 <= i < n] if n else []
+    if bad:  # a fix would index a worm that is not there
+        raise SessionError(f"{path}: a review item names the model's worm {bad[0] + 1}, but the session holds {n}")
     return s
 
 
