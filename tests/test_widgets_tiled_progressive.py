@@ -81,10 +81,11 @@ def test_tiled_field_cancel_keeps_the_first_result(make_napari_viewer, qtbot, no
     cancel_at_first_result(make_napari_viewer, qtbot, notes)
 
 
-def test_cancel_while_a_resampled_run_starts_keeps_the_quick_pass(make_napari_viewer, qtbot, notes, tiled,  # noqa: F811
-                                                                   monkeypatch):
-    """The width estimate says 'resample' just as Cancel is pressed: the quick pass on screen is kept
-    (it used to end as 'cancelled before a first result', leaving a preview layer without a session)."""
+def cancel_as_the_width_estimate_ends(make_napari_viewer, qtbot, messages, monkeypatch, width: float) -> None:
+    """Cancel at the first result on screen, while the width estimate waits for that cancel and then
+    says ``width``: a new run at another scale starts and sees the stop at once.  The quick pass on
+    screen must be kept (it used to end as 'cancelled before a first result', leaving a preview layer
+    without a session)."""
     import time
 
     from napari_probseg import scale
@@ -92,7 +93,7 @@ def test_cancel_while_a_resampled_run_starts_keeps_the_quick_pass(make_napari_vi
     def estimate_after_cancel(model, image, device="cpu", should_stop=None):
         while should_stop is not None and not should_stop():
             time.sleep(0.01)
-        return 13.0  # x0.66 for the network: a new, resampled run, which sees the stop at once
+        return width
 
     monkeypatch.setattr(scale, "estimate_worm_width", estimate_after_cancel)
     viewer = make_napari_viewer(show=True)
@@ -100,7 +101,7 @@ def test_cancel_while_a_resampled_run_starts_keeps_the_quick_pass(make_napari_vi
     worker = w.run()
     worker.yielded.connect(lambda part: w.cancel())
     qtbot.waitUntil(lambda: w.worker is None, timeout=120000)
-    assert not errors(notes)
+    assert not errors(messages)
     labels = viewer.layers["C10 labels"]
     sess = labels.metadata["probseg_session"]
     assert "probseg_preview" not in labels.metadata and labels.editable and labels.data.max() >= 3
@@ -108,30 +109,17 @@ def test_cancel_while_a_resampled_run_starts_keeps_the_quick_pass(make_napari_vi
     assert docked(viewer, ProofreadingWidget).session is sess
 
 
+def test_cancel_while_a_resampled_tiled_run_starts_keeps_the_quick_pass(make_napari_viewer, qtbot, notes, tiled,  # noqa: F811
+                                                                         monkeypatch):
+    cancel_as_the_width_estimate_ends(make_napari_viewer, qtbot, notes, monkeypatch, 13.0)  # x0.66, still tiled
+
+
 def test_cancel_while_an_image_grown_into_a_tiled_field_starts_keeps_the_quick_pass(make_napari_viewer, qtbot,
                                                                                    notes, monkeypatch):  # noqa: F811
-    """The same on the untiled path: the crop is not tiled, but magnified x1.6 for the network it is."""
-    import time
-
-    from napari_probseg import scale
-
-    def estimate_after_cancel(model, image, device="cpu", should_stop=None):
-        while should_stop is not None and not should_stop():
-            time.sleep(0.01)
-        return 5.4  # x1.6 for the network
-
+    """The untiled path: the crop is not tiled, but magnified x1.6 for the network it is."""
     monkeypatch.setattr(inference, "AUTO_TILE_PX", 25_000)
     assert not inference.tiles_image((2, 128, 160), None) and inference.tiles_image((2, 204, 255), None)
-    monkeypatch.setattr(scale, "estimate_worm_width", estimate_after_cancel)
-    viewer = make_napari_viewer(show=True)
-    w = segment_dock(viewer, draws=4)
-    worker = w.run()
-    worker.yielded.connect(lambda part: w.cancel())
-    qtbot.waitUntil(lambda: w.worker is None, timeout=120000)
-    assert not errors(notes)
-    labels = viewer.layers["C10 labels"]
-    assert "probseg_session" in labels.metadata and "probseg_preview" not in labels.metadata
-    assert w.status.text().startswith("cancelled: kept the result of 0 of 4 draws")
+    cancel_as_the_width_estimate_ends(make_napari_viewer, qtbot, notes, monkeypatch, 5.4)
 
 
 def test_tiled_preview_of_a_resampled_field_is_in_the_users_pixels(make_napari_viewer, qtbot, notes, tiled):  # noqa: F811
