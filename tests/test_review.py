@@ -11,6 +11,7 @@ import pytest
 from napari_probseg.inference import Prediction, agglomerate, bernoulli_entropy, uncertainty_peaks
 from napari_probseg.outputs import write_prediction
 from napari_probseg.review import (
+    COUNT_FLAG_SCORE,
     ReviewConfig,
     ReviewItem,
     fold_same_spot,
@@ -164,3 +165,18 @@ def test_items_at_one_spot_are_one_item_naming_all_their_worms(tmp_path):
     assert len(fold_same_spot(ranked, 0)) == 5
     back = read_review_csv(write_review_csv(folded, tmp_path / "r.csv"))
     assert [(it.instances, it.nearby) for it in back] == [(it.instances, it.nearby) for it in folded]
+
+
+def test_an_item_on_a_shape_the_count_calls_no_worm_is_a_possible_false_worm_near_the_top():
+    from .test_count_rules import comb, worms
+
+    blob = comb(teeth=8)  # 10 skeleton ends: the count weighs it 0
+    blob[189, 20:140] = 0.5  # the draws dispute its top edge: an outline item
+    probs = np.stack(worms(6) + [blob]).astype(np.float32)
+    probs[0, 17, 10:110] = 0.5  # and an ordinary worm's edge
+    plain = {it.instances[0]: it for it in review_items(probs, 0.75, replace(ReviewConfig(), count_flags=False),
+                                                       show_all=True)}
+    flagged = {it.instances[0]: it for it in review_items(probs, 0.75, show_all=True)}
+    assert plain[6].kind == "border" and plain[6].score < COUNT_FLAG_SCORE
+    assert (flagged[6].kind, flagged[6].fix) == ("false", "erase") and flagged[6].score == COUNT_FLAG_SCORE
+    assert (flagged[0].kind, flagged[0].score) == (plain[0].kind, plain[0].score)  # a worm's item is not touched

@@ -68,16 +68,21 @@ def measure_boxes(bp: BoxPrediction, image: np.ndarray | None = None, channel_na
 def box_count_inputs(bp: BoxPrediction) -> dict:
     """``counts.count_inputs`` of a box form: each instance's inputs from its grown crop (every
     per-instance key ``count_inputs`` gives, so a new piece of evidence is carried over by itself)."""
+    return {**crops_count_inputs(bp.crops, bp.shape, bp.binarize), "draw_counts": [int(v) for v in bp.draw_counts]}
+
+
+def crops_count_inputs(crops: list, shape: tuple[int, int], binarize: float) -> dict:
+    """The per-instance part of ``count_inputs`` (no ``draw_counts``) of instances given as crops."""
     from .counts import count_inputs
 
     out: dict[str, list] = {}
-    for c in bp.crops:
-        _, win = c.window(PAD, bp.shape)
-        one = count_inputs(win[None], (win >= bp.binarize)[None], [])
+    for c in crops:
+        _, win = c.window(PAD, shape)
+        one = count_inputs(win[None], (win >= binarize)[None], [])
         for key, values in one.items():
             if key != "draw_counts":
                 out.setdefault(key, []).extend(values)
-    if not bp.crops:
+    if not crops:
         out = {k: v for k, v in count_inputs(np.zeros((0, 1, 1), np.float32), np.zeros((0, 1, 1), bool), []).items()
                if k != "draw_counts"}
-    return {**out, "draw_counts": [int(v) for v in bp.draw_counts]}
+    return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .boxes import Crop, bounds
-from .review import ReviewConfig, ReviewItem, ranked_items
+from .review import ReviewConfig, ReviewItem, count_flags, ranked_items
 from .review_candidates import _union_find, candidates
 from .review_features import normalised_stats, raw_stats
 
@@ -73,4 +73,9 @@ def review_items_boxes(crops: list[Crop], shape: tuple[int, int], threshold: flo
         for c in candidates(stack, threshold, cfg, skeletons, stats=st):
             c.y, c.x, c.instances = c.y + y0, c.x + x0, [idx[i] for i in c.instances]
             cands.append(c)
-    return ranked_items(cands, cfg, show_all)
+    flags = {}
+    if cfg.count_flags and cands:
+        from .box_measure import crops_count_inputs
+
+        flags = count_flags(crops_count_inputs(crops, shape, threshold))
+    return ranked_items(cands, cfg, show_all, flags)
