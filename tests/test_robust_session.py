@@ -49,6 +49,17 @@ def test_flipped_bits_give_the_session_error(tmp_path: Path):
     assert errors > 30  # most flips are detected (CRC, deflate, header checks)
 
 
+def test_member_with_an_unbalanced_header_gives_the_session_error(tmp_path: Path):
+    """A flipped bit that opens a bracket in a member's .npy header: numpy's parser raises
+    tokenize.TokenError (seen once in the flipped-bits test above, whose offsets move with the file)."""
+    good = toy_session().save(tmp_path / "g.probseg.npz")
+    bad = tmp_path / "brace.probseg.npz"
+    header = _npy_header((32, 48), "<f4").replace(b"'shape': (", b"'shape': ((")
+    _rewrite_member(good, bad, "entropy.npy", header + bytes(32 * 48 * 4))
+    with pytest.raises(S.SessionError, match="brace.probseg.npz.*damaged header"):
+        S.Session.load(bad)
+
+
 def test_member_claiming_a_huge_array_is_refused_before_allocating(tmp_path: Path):
     good = toy_session().save(tmp_path / "g.probseg.npz")
     bad = tmp_path / "huge.probseg.npz"

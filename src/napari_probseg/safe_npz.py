@@ -1,6 +1,7 @@
 """Reading .npz files that may be damaged or hostile, without unpickling or over-allocating."""
 from __future__ import annotations
 
+import tokenize
 import zipfile
 from pathlib import Path
 
@@ -36,7 +37,10 @@ class SafeNpz:
         with self.zf.open(info) as f:
             version = np.lib.format.read_magic(f)
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(f)
+            try:
+                shape, fortran, dtype = read_header(f)
+            except (SyntaxError, tokenize.TokenError, TypeError) as exc:  # numpy parses the header as Python text
+                raise ValueError(f"member {key!r} has a damaged header ({type(exc).__name__})") from exc
             if dtype.hasobject:
                 raise ValueError(f"Object arrays cannot be loaded: member {key!r} would need unpickling (refused)")
             nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
