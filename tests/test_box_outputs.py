@@ -15,9 +15,9 @@ import tifffile
 
 from napari_probseg import box_file
 from napari_probseg.batch import well_stats
-from napari_probseg.box_predict import count_inputs_of, count_summary_of
 from napari_probseg.box_resample import boxes_to_shape
 from napari_probseg.boxes import BoxPrediction
+from napari_probseg.counts import count_summary
 from napari_probseg.data import load_image
 from napari_probseg.inference import predict
 from napari_probseg.measurements import measure_prediction
@@ -58,9 +58,9 @@ def test_box_form_writes_the_dense_paths_files(c10_runs, tmp_path, run):
     np.testing.assert_array_equal(b.labels, a.labels)
     assert b.items == a.items and b.peaks == a.peaks and b.meta["draw_counts"] == a.meta["draw_counts"]
     # what the CLI prints and the batch's summary row
-    assert count_inputs_of(boxes) == count_inputs_of(dense)
+    assert boxes.count_inputs() == dense.count_inputs()
     table = measure_prediction(dense, image, ("w1", "w2"))
-    assert count_summary_of(boxes, table) == count_summary_of(dense, table)
+    assert count_summary(boxes, table) == count_summary(dense, table)
     assert well_stats(boxes) == well_stats(dense)
 
 

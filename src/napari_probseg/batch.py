@@ -180,7 +180,8 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
     """Segment one well, write its outputs, then its marker; never raises (errors become a marker)."""
     import torch
 
-    from .box_predict import count_summary_of, segment_for_outputs
+    from .box_predict import segment_for_outputs
+    from .counts import count_summary
     from .data import InputError
     from .devices import pick_device
     from .measurements import input_tags, measure_prediction
@@ -202,7 +203,7 @@ def process_well(well: WellInput, out_dir: str, model_path: str, model_sha: str,
         table = measure_prediction(pred, image, input_tags(len(image), lm.model.cfg.in_channels))
         paths = write_prediction(pred, out, well.stem, meta, table=table)
         row = well_stats(pred)
-        row.update(count_summary_of(pred, table))
+        row.update(count_summary(pred, table))
         row.update(worm_width_px=size.as_meta()["worm_width"], scale_factor=size.as_meta()["scale_factor"])
         row.update(status="ok", error="", seconds=round(time.perf_counter() - t0, 2),
                    cpu_seconds=round(time.process_time() - c0, 2))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .boxes import BoxPrediction, wants_boxes
+from .boxes import wants_boxes
 from .checkpoint import PostprocessConfig
 from .model import UNet
 
@@ -42,27 +42,3 @@ def segment_for_outputs(model: UNet, image: np.ndarray, post: PostprocessConfig 
 
         boxes = boxes_to_shape(boxes, tuple(np.shape(image)[-2:]))
     return boxes, info
-
-
-def count_inputs_of(pred) -> dict:
-    """``counts.count_inputs`` of a dense or a box-form prediction."""
-    if isinstance(pred, BoxPrediction):
-        from .box_measure import box_count_inputs
-
-        return box_count_inputs(pred)
-    from .counts import count_inputs
-
-    return count_inputs(pred.probabilities, pred.instances, pred.draw_counts)
-
-
-def count_summary_of(pred, table: dict) -> dict:
-    """``counts.count_summary`` (a summary.csv row's count and medians) of a dense or box-form prediction."""
-    from .counts import count_interval, count_summary
-    from .measurements import summarise
-
-    if not isinstance(pred, BoxPrediction):
-        return count_summary(pred, table)
-    res = count_interval(count_inputs_of(pred))
-    s = summarise(table)
-    s.pop("worms")
-    return {"count": res.count, "count_low": res.low, "count_high": res.high, "count_level": res.level, **s}

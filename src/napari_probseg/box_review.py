@@ -51,8 +51,10 @@ def _window(crops: list[Crop], idx: list[int], shape: tuple[int, int]) -> tuple[
 
 
 def review_items_boxes(crops: list[Crop], shape: tuple[int, int], threshold: float = 0.75,
-                       cfg: ReviewConfig | None = None, show_all: bool = False) -> list[ReviewItem]:
-    """``review.review_items`` of the instances ``crops`` in an image of ``shape``: same items, same order."""
+                       cfg: ReviewConfig | None = None, show_all: bool = False,
+                       counted: dict | None = None) -> list[ReviewItem]:
+    """``review.review_items`` of the instances ``crops`` in an image of ``shape``: same items, same order
+    (``counted``: their ``box_measure.box_count_inputs`` when the caller has them)."""
     cfg = cfg or ReviewConfig()
     if not crops:
         return []
@@ -77,5 +79,5 @@ def review_items_boxes(crops: list[Crop], shape: tuple[int, int], threshold: flo
     if cfg.count_flags and cands:
         from .box_measure import crops_count_inputs
 
-        flags = count_flags(crops_count_inputs(crops, shape, threshold))
+        flags = count_flags(counted if counted is not None else crops_count_inputs(crops, shape, threshold))
     return ranked_items(cands, cfg, show_all, flags)

@@ -79,6 +79,7 @@ class BoxPrediction:
     tiles: int = 0
     truncated: int = 0
     _items: list | None = field(default=None, repr=False, compare=False)
+    _count_inputs: dict | None = field(default=None, init=False, repr=False, compare=False)  # cached (not copied)
 
     @classmethod
     def from_dense(cls, pred) -> BoxPrediction:
@@ -130,8 +131,17 @@ class BoxPrediction:
         from .review import ReviewConfig
 
         if self._items is None:
-            self._items = review_items_boxes(self.crops, self.shape, self.binarize, show_all=True)
+            self._items = review_items_boxes(self.crops, self.shape, self.binarize, show_all=True,
+                                             counted=self.count_inputs())
         return list(self._items) if show_all else [it for it in self._items if it.score >= ReviewConfig().min_score]
+
+    def count_inputs(self) -> dict:
+        """``counts.count_inputs`` on crops (``box_measure.box_count_inputs``), computed once."""
+        from .box_measure import box_count_inputs
+
+        if self._count_inputs is None:
+            self._count_inputs = box_count_inputs(self)
+        return self._count_inputs
 
 
 def wants_boxes(n: int, shape: tuple[int, int], available: int | None = None) -> bool:

@@ -75,7 +75,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import validation as V
-    from .box_predict import count_inputs_of, segment_for_outputs
+    from .box_predict import segment_for_outputs
     from .counts import count_interval
     from .data import validate_model_image
     from .devices import pick_device
@@ -123,7 +123,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         paths = write_prediction(pred, out, stem, meta, image=raw, table=table)
         if args.png:
             paths["png"] = render_overview(image, pred, out / f"{stem}_overview.png", title=stem)
-        count = count_interval(count_inputs_of(pred))
+        count = count_interval(pred.count_inputs())
         print(f"{stem}: {pred.n_instances} instances, count {count.text()}, {len(pred.review_items())} suspected errors "
               f"to review ({len(pred.peaks)} uncertainty peaks) -> {', '.join(str(p) for p in paths.values())}")
     return 0

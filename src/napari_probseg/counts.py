@@ -215,10 +215,11 @@ def phenotype_counts(inp: dict, is_first, names: tuple[str, str] = ("straight", 
 
 
 def count_summary(pred, table: dict) -> dict:
-    """A well's count with its interval and the medians of its worm table (a summary.csv row)."""
+    """A well's count with its interval and the medians of its worm table (a summary.csv row); ``pred``
+    dense or in box form (both give ``count_inputs()``)."""
     from .measurements import summarise
 
-    res = count_interval(count_inputs(pred.probabilities, pred.instances, pred.draw_counts))
+    res = count_interval(pred.count_inputs())
     s = summarise(table)
     s.pop("worms")
     return {"count": res.count, "count_low": res.low, "count_high": res.high, "count_level": res.level, **s}

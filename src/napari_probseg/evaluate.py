@@ -17,7 +17,6 @@ import numpy as np
 
 from .checkpoint import PostprocessConfig
 from .count_fit import evaluate_counts
-from .counts import count_inputs
 from .data import InputError, available_wells, default_data_dir, read_split
 from .devices import pick_device
 from .inference import PATCH, Prediction, uncertainty_peaks
@@ -95,7 +94,7 @@ def run_evaluation(model: str, data: str | None, split: str, out: str, draws: in
         listed[well] = score_well([(it.y, it.x) for it in shown],
                                   [(p.y + PATCH // 2, p.x + PATCH // 2) for p in pred.peaks], inst, gt)
         coco_scores.append(np.array([prob[i][inst[i]].mean() for i in range(len(inst))]))
-        count_in[well], truth[well] = count_inputs(pred.probabilities, pred.instances, pred.draw_counts), len(gt)
+        count_in[well], truth[well] = pred.count_inputs(), len(gt)
         shapes += [{"well": well, **s} for s in matched_shape_errors(inst, gt)]
     seconds = (time.perf_counter() - t0) / max(len(ok), 1)
     agg = aggregate(per_image)

@@ -45,6 +45,8 @@ class Prediction:
     device: str = "cpu"  # where the draws ran
     counted: list[int] | None = None  # each draw's instance count where the draws are not kept (a reloaded run)
     _items: list | None = field(default=None, repr=False, compare=False)  # review items, all (cached)
+    # cached; not an init field, so that dataclasses.replace (a resampled copy) starts without it
+    _count_inputs: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def review_items(self, show_all: bool = False) -> list:
         """The review list (``review.review_items``): suspected errors, best first; ``show_all``
@@ -52,8 +54,17 @@ class Prediction:
         from .review import ReviewConfig, review_items
 
         if self._items is None:
-            self._items = review_items(self.probabilities, self.binarize, show_all=True)
+            self._items = review_items(self.probabilities, self.binarize, show_all=True, counted=self.count_inputs())
         return list(self._items) if show_all else [it for it in self._items if it.score >= ReviewConfig().min_score]
+
+    def count_inputs(self) -> dict:
+        """``counts.count_inputs`` of this prediction, computed once: the count and the review
+        list's count flags both read them (each instance's skeleton is the costly part)."""
+        from .counts import count_inputs
+
+        if self._count_inputs is None:
+            self._count_inputs = count_inputs(self.probabilities, self.instances, self.draw_counts)
+        return self._count_inputs
 
     @property
     def threshold(self) -> float:

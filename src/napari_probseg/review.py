@@ -127,10 +127,11 @@ def score_candidates(cands: list[Candidate], cfg: ReviewConfig) -> np.ndarray:
 
 
 def review_items(probabilities: np.ndarray, threshold: float = 0.75, cfg: ReviewConfig | None = None,
-                 show_all: bool = False) -> list[ReviewItem]:
+                 show_all: bool = False, counted: dict | None = None) -> list[ReviewItem]:
     """Ranked review items (highest score first) of one prediction's probabilities [N,H,W].
 
     ``show_all`` also returns the items below ``cfg.min_score`` (the default list hides them).
+    ``counted``: the prediction's ``counts.count_inputs`` when the caller has them (computed here otherwise).
     No instance, or no disagreement between the draws, gives an empty list.
     """
     cfg = cfg or ReviewConfig()
@@ -138,7 +139,10 @@ def review_items(probabilities: np.ndarray, threshold: float = 0.75, cfg: Review
     if prob.ndim != 3 or len(prob) == 0:
         return []
     cands = candidates(prob, threshold, cfg, skeletons=cfg.needs_skeletons)
-    flags = count_flags(count_inputs_of(prob, threshold)) if cfg.count_flags and cands else {}
+    if cfg.count_flags and cands:
+        flags = count_flags(counted if counted is not None else count_inputs_of(prob, threshold))
+    else:
+        flags = {}
     return ranked_items(cands, cfg, show_all, flags)
 
 
