@@ -207,8 +207,7 @@ def fold_same_spot(items: list[ReviewItem], spot_px: float) -> list[ReviewItem]:
         if KIND_ORDER.index(it.kind) < KIND_ORDER.index(host.kind):
             host.nearby = host.named
             host.kind, host.fix, host.instances = it.kind, it.fix, list(it.instances)
-        host.nearby = [i for i in host.nearby + it.named if i not in host.instances]
-        host.nearby = list(dict.fromkeys(host.nearby))
+        host.nearby = list(dict.fromkeys(i for i in host.nearby + it.named if i not in host.instances))
         host.area += it.area
     return kept
 

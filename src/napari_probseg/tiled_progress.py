@@ -34,7 +34,8 @@ import torch
 
 from .boxes import paste_max, sparse_peaks
 from .checkpoint import PostprocessConfig
-from .inference import _check_stop, _settings, forward_draws, prepare_input, uses_bf16
+from .inference import _settings, prepare_input
+from .mc_draws import _check_stop, forward_draws, uses_bf16
 from .model import UNet
 from .sparse import Box, agglomerate_boxes, cluster_blobs
 from .tiling import (

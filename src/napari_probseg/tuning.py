@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from .data import available_wells, load_image, load_masks, read_split
-from .inference import forward_draws, prepare_input
+from .inference import prepare_input
+from .mc_draws import forward_draws
 from .metrics import aggregate, image_scores
 from .model import UNet
 from .postprocess import FOREGROUND, OVERLAP, assign_clusters, instances_by_min_size, mean_shift
