@@ -96,10 +96,12 @@ def cancel_as_the_width_estimate_ends(make_napari_viewer, qtbot, messages, monke
         return width
 
     monkeypatch.setattr(scale, "estimate_worm_width", estimate_after_cancel)
+    from qtpy.QtCore import Qt
+
     viewer = make_napari_viewer(show=True)
     w = segment_dock(viewer, draws=4)
-    worker = w.run()
-    worker.yielded.connect(lambda part: w.cancel())
+    qtbot.mouseClick(w.run_button, Qt.LeftButton)  # Run, then Cancel at the first result on screen, as a user would
+    w.worker.yielded.connect(lambda part: qtbot.mouseClick(w.cancel_button, Qt.LeftButton))
     qtbot.waitUntil(lambda: w.worker is None, timeout=120000)
     assert not errors(messages)
     labels = viewer.layers["C10 labels"]
