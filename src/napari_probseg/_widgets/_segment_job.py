@@ -192,10 +192,11 @@ def infer(job: Job, relay: C.Relay, stop: threading.Event) -> Generator[Partial,
             # path clusters each blob alone (validation.AUTO_TILE_PX); progress counts forward passes
             from ._segment_tiled import infer_tiled
 
-            result = yield from infer_tiled(job, lm, image, scale, mapped, relay, run, t0)
-            if isinstance(result, C.Cancelled) and last is not None:  # keep the own-scale pass on screen
-                return finish(job, lm, held[1](last.prediction()), t0, held[0], last.done, True)
-            return result
+            own_pass = last  # the own-scale pass on screen, kept if Cancel comes before the first tile
+            return (yield from infer_tiled(
+                job, lm, image, scale, mapped, relay, run, t0,
+                shown_before=None if own_pass is None else
+                lambda: finish(job, lm, _same(own_pass.prediction()), t0, OWN_SCALE, own_pass.done, True)))
         shown = -float("inf") if first else time.perf_counter()
         for last in predict_progressive(lm.model, image, lm.postprocess, job.draws, first=first, **run):
             held = (scale, mapped)

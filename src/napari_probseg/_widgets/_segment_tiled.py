@@ -11,7 +11,7 @@ cancelled-and-kept) result is the dense session, as before.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,14 @@ from ._segment_job import REFRESH_S, Job, Partial, finish, warm_up
 
 
 def infer_tiled(job: Job, lm: Any, image: np.ndarray, scale: Any, mapped: Any, relay: C.Relay, run: dict,
-                t0: float, updates: Iterator | None = None, latest: Any = None):
+                t0: float, updates: Iterator | None = None, latest: Any = None,
+                shown_before: Callable[[], Any] | None = None):
     """Generator: ``tiled_progress.predict_tiled_progressive``'s updates of ``image`` (the network's
     view) as ``Partial``s (the first at once, later ones at most every ``REFRESH_S`` and never
     more than a third of the worker's time), then the ``Segmented`` result.  Cancel keeps the
-    newest update.  ``updates``/``latest``: a run already started (``infer_tiled_auto``)."""
+    newest update.  ``updates``/``latest``: a run already started (``infer_tiled_auto``).
+    ``shown_before``: the result to keep when Cancel comes before this run's first update (a
+    quick pass at the image's own scale already on screen); without it, ``C.Cancelled``."""
     from ..inference import Cancelled
     from ..tiled_progress import predict_tiled_progressive
 
@@ -46,7 +49,9 @@ def infer_tiled(job: Job, lm: Any, image: np.ndarray, scale: Any, mapped: Any, r
                 yield part
         return kept(job, lm, latest, scale, mapped, t0)
     except Cancelled:
-        return C.Cancelled() if latest is None else kept(job, lm, latest, scale, mapped, t0, True)
+        if latest is None:
+            return C.Cancelled() if shown_before is None else shown_before()
+        return kept(job, lm, latest, scale, mapped, t0, True)
 
 
 def infer_tiled_auto(job: Job, lm: Any, relay: C.Relay, stop: Any, run: dict, t0: float):
@@ -76,9 +81,8 @@ def infer_tiled_auto(job: Job, lm: Any, relay: C.Relay, stop: Any, run: dict, t0
     if scale.factor == 1.0:
         return (yield from infer_tiled(job, lm, image, scale, mapped, relay, run, t0, own, first))
     own.close()
-    result = yield from infer_tiled(job, lm, image, scale, mapped, relay, run, t0)
-    # cancelled before the resampled run's first update: the quick pass on screen is what has arrived
-    return kept(job, lm, first, OWN_SCALE, _same, t0, True) if isinstance(result, C.Cancelled) else result
+    return (yield from infer_tiled(job, lm, image, scale, mapped, relay, run, t0,
+                                   shown_before=lambda: kept(job, lm, first, OWN_SCALE, _same, t0, True)))
 
 
 def kept(job: Job, lm: Any, u: Any, scale: Any, mapped: Any, t0: float, cancelled: bool = False) -> Any:
