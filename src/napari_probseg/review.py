@@ -200,7 +200,8 @@ def fold_same_spot(items: list[ReviewItem], spot_px: float) -> list[ReviewItem]:
     of the top 5."""
     kept: list[ReviewItem] = []
     for it in items:
-        host = next((k for k in kept if spot_px > 0 and np.hypot(k.y - it.y, k.x - it.x) < spot_px), None)
+        at = spot_of((it.y, it.x), [(k.y, k.x) for k in kept], spot_px)
+        host = None if at is None else kept[at]
         if host is None:
             kept.append(ReviewItem(it.score, it.y, it.x, it.kind, list(it.instances), it.fix, it.area, list(it.nearby)))
             continue
@@ -210,6 +211,14 @@ def fold_same_spot(items: list[ReviewItem], spot_px: float) -> list[ReviewItem]:
         host.nearby = list(dict.fromkeys(i for i in host.nearby + it.named if i not in host.instances))
         host.area += it.area
     return kept
+
+
+def spot_of(point: tuple[float, float], kept: list[tuple[float, float]], spot_px: float) -> int | None:
+    """Index of the first of ``kept`` (points, best first) closer than ``spot_px`` to ``point``, or
+    None: the one test behind ``fold_same_spot`` and the fit's folding (``review_fit``)."""
+    if spot_px <= 0:
+        return None
+    return next((i for i, (y, x) in enumerate(kept) if np.hypot(y - point[0], x - point[1]) < spot_px), None)
 
 
 def write_review_csv(items: list[ReviewItem], path: str | Path) -> Path:

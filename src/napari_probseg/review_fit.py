@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .masks import nonempty
-from .review import ReviewConfig, feature_matrix
+from .review import ReviewConfig, feature_matrix, spot_of
 from .review_candidates import candidates
 from .review_features import FEATURES
 from .review_metrics import ON_ERROR_K, RADIUS, TOP_KS, find_errors
@@ -65,7 +65,7 @@ def _fold(order: np.ndarray, points: np.ndarray | None, spot_px: float) -> np.nd
         return order
     kept: list[int] = []
     for i in order:
-        if all(np.hypot(*(points[i] - points[k])) >= spot_px for k in kept):
+        if spot_of(tuple(points[i]), [tuple(points[k]) for k in kept], spot_px) is None:
             kept.append(int(i))
     return np.array(kept, int)
 
