@@ -12,6 +12,7 @@ from napari_probseg.inference import Prediction, agglomerate, bernoulli_entropy,
 from napari_probseg.outputs import write_prediction
 from napari_probseg.review import (
     COUNT_FLAG_SCORE,
+    LIKELY_SCORE,
     ReviewConfig,
     ReviewItem,
     fold_same_spot,
@@ -124,6 +125,19 @@ def test_errors_found_and_simulation():
     assert rows[0]["avAP"] < rows[1]["avAP"] < rows[2]["avAP"]
     pooled = simulate_items({"w": pred}, {"w": prob}, {"w": [(100.0, [1])]}, {"w": gt}, ks=(0, 1), pooled=True)
     assert pooled[1]["avAP"] == pytest.approx(rows[1]["avAP"])
+
+
+def test_the_likely_view_lists_the_items_at_even_odds_or_better_and_shares_their_reviewed_flags():
+    p = probs([[A, B, C] if t % 2 else [A, C] for t in range(8)])
+    s = Session.from_prediction(prediction(p), "w")
+    scores = [95.0, LIKELY_SCORE, LIKELY_SCORE - 0.5, 20.0, 1.0]  # best first, as the list keeps them
+    s.items = [ReviewItem(sc, 10 * k, 10 * k, "border", [0], "repaint", 50) for k, sc in enumerate(scores)]
+    s.items_reviewed = np.zeros(len(s.items), bool)
+    likely, errors, every = ReviewQueue(s, "likely"), ReviewQueue(s), ReviewQueue(s, "all")
+    assert len(likely) == 2 and len(errors) == 4 and len(every) == 5  # default cut: 12
+    assert [likely.centre(i) for i in range(len(likely))] == [errors.centre(i) for i in range(2)]
+    likely.reviewed[1] = True  # the same item in every item view
+    assert errors.reviewed.tolist() == [False, True, False, False] and likely.next_open() == 0
 
 
 def test_queue_views_and_session_round_trip(tmp_path: Path):

@@ -25,6 +25,7 @@ from napari_probseg.checkpoint import PostprocessConfig, save_checkpoint  # noqa
 from napari_probseg.inference import Prediction, bernoulli_entropy, uncertainty_peaks  # noqa: E402
 from napari_probseg.models import load_model  # noqa: E402
 from napari_probseg.outputs import write_prediction  # noqa: E402
+from napari_probseg.review import LIKELY_SCORE  # noqa: E402
 from napari_probseg.sample_data import load_sample  # noqa: E402
 
 from .conftest import tiny_model  # noqa: E402
@@ -223,6 +224,11 @@ def test_proofread_queue_edits_undo_save_reopen(make_napari_viewer, qtbot, tmp_p
     shown = s.items[s.default_items()[1] if len(s.default_items()) > 1 else 0]
     np.testing.assert_allclose(camera(viewer).center[-2:], (shown.y, shown.x))
     assert s.items_reviewed[0] and dock.bar.value() == 1 and not s.reviewed.any()
+    dock.list_mode.setCurrentIndex(dock.list_mode.findData("likely"))  # the user picks the short list
+    likely = [i for i, it in enumerate(s.items) if it.score >= LIKELY_SCORE]
+    assert 1 <= len(likely) and dock.queue.mode == "likely" and dock.peak_list.count() == len(likely) <= len(s.default_items())
+    assert dock.bar.maximum() == len(likely) and dock.bar.value() == int(s.items_reviewed[:len(likely)].sum())
+    assert dock.current is None and dock.item_text.text() == ""  # no entry of the other list is described
     dock.show_list("patches")
     assert dock.peak_list.count() == len(peaks) and dock.bar.value() == 0 and dock.peaks_layer("peaks").visible
 

@@ -5,6 +5,9 @@ Three views of one session:
 - ``errors``: the default review list, the suspected errors at or above the calibrated score
   (``review.ReviewConfig.min_score``); the items are sorted by score, so this is a prefix of
   ``all``;
+- ``likely``: the short list, the items at even odds or better of lying on a real error
+  (``review.LIKELY_SCORE``): about 2 per BBBC010 well, 3 of 4 on an error, for a proofreader
+  who has many wells and time for the likeliest errors only;
 - ``all``: every review item ("show all");
 - ``patches``: the 4x4 uncertainty peaks of the paper (section 3.1, Table 2).
 
@@ -17,9 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from .peaks import PATCH
+from .review import LIKELY_SCORE
 from .session import Session
 
-MODES = {"errors": "Suspected errors (default)", "all": "All review items", "patches": "4x4 entropy patches (paper)"}
+MODES = {"errors": "Suspected errors (default)", "likely": f"Likely errors only (score >= {LIKELY_SCORE:.0f})",
+         "all": "All review items", "patches": "4x4 entropy patches (paper)"}
 
 
 class ReviewQueue:
@@ -36,7 +41,9 @@ class ReviewQueue:
         s = self.session
         if self.patches:
             return len(s.peaks)
-        return len(s.default_items()) if self.mode == "errors" else len(s.items)
+        if self.mode == "errors":
+            return len(s.default_items())
+        return len(s.items_scoring(LIKELY_SCORE)) if self.mode == "likely" else len(s.items)
 
     @property
     def reviewed(self) -> np.ndarray:

@@ -137,7 +137,11 @@ class Session:
 
     def default_items(self) -> list[int]:
         """Indices (into ``items``) of the default review list: items at or above the calibrated score."""
-        return [i for i, it in enumerate(self.items) if it.score >= ReviewConfig().min_score]
+        return self.items_scoring(ReviewConfig().min_score)
+
+    def items_scoring(self, min_score: float) -> list[int]:
+        """Indices (into ``items``, best first) of the items scoring at least ``min_score``: a prefix."""
+        return [i for i, it in enumerate(self.items) if it.score >= min_score]
 
     def item_labels(self, index: int, labels: np.ndarray | None = None) -> list[int]:
         """Label ids of a review item: its instances that are in the label image, in its order.

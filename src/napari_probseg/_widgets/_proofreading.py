@@ -82,8 +82,9 @@ class ProofreadingWidget(EditsMixin, SavingMixin, QWidget):
         self.list_mode = QComboBox()
         for key, text in MODES.items():
             self.list_mode.addItem(text, key)
-        self.list_mode.setToolTip("the default list holds the suspected errors; 'all' also the weaker review items; "
-                                  "the 4x4 patches are the paper's uncertainty peaks")
+        self.list_mode.setToolTip("the default list holds the suspected errors; 'likely' only those the model puts at "
+                                  "even odds or better (shorter, fewer false alarms, misses more); 'all' also the "
+                                  "weaker review items; the 4x4 patches are the paper's uncertainty peaks")
         self.list_mode.currentIndexChanged.connect(lambda _: self.session is not None and self.show_list())
         self.peak_list = QListWidget()
         self.peak_list.setWordWrap(True)  # the whole row (kind and fix) stays readable in a narrow dock
@@ -182,7 +183,8 @@ class ProofreadingWidget(EditsMixin, SavingMixin, QWidget):
         self.select_worm(0)
 
     def show_list(self, mode: str | None = None) -> None:
-        """List the suspected errors ('errors', default), all review items ('all') or the 4x4 patches ('patches')."""
+        """List the suspected errors ('errors', default), the likely ones ('likely'), all review items ('all') or the
+        4x4 patches ('patches')."""
         if mode is not None:
             self.list_mode.blockSignals(True)
             self.list_mode.setCurrentIndex(list(MODES).index(mode))
@@ -193,6 +195,7 @@ class ProofreadingWidget(EditsMixin, SavingMixin, QWidget):
         self.peak_list.addItems([self.queue.text(i) for i in range(len(self.queue))])
         self.peak_list.blockSignals(False)
         self.current = None
+        self._show_item()  # the last list's entry is not this list's
         for role in ("items", "peaks"):  # show the markers of the list being walked
             layer = self.peaks_layer(role)
             if layer is not None:
