@@ -229,6 +229,11 @@ def test_proofread_queue_edits_undo_save_reopen(make_napari_viewer, qtbot, tmp_p
     assert 1 <= len(likely) and dock.queue.mode == "likely" and dock.peak_list.count() == len(likely) <= len(s.default_items())
     assert dock.bar.maximum() == len(likely) and dock.bar.value() == int(s.items_reviewed[:len(likely)].sum())
     assert dock.current is None and dock.item_text.text() == ""  # no entry of the other list is described
+    rings = dock.peaks_layer("items")  # the rings and numbers of the listed items only
+    assert (rings.border_color[:, 3] > 0).tolist() == [i in likely for i in range(len(s.items))]
+    assert [t for t in rings.features["label"] if t] == [f"{i + 1} {s.items[i].kind}" for i in likely]
+    dock.show_list("all")
+    assert (rings.border_color[:, 3] > 0).all() and all(rings.features["label"]) and dock.peak_list.count() == len(s.items)
     dock.show_list("patches")
     assert dock.peak_list.count() == len(peaks) and dock.bar.value() == 0 and dock.peaks_layer("peaks").visible
 

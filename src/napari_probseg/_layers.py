@@ -65,7 +65,8 @@ def session_layer_data(session: Session, images: bool = True, **geo) -> list[Lay
 
 
 def _items_layer(session: Session, base: dict, geo: dict) -> LayerData:
-    """Markers of every review item (numbered: the default list; unnumbered: shown under 'all')."""
+    """Markers of every review item, numbered as the default list (the proofreading dock then shows and
+    numbers the rings of the list it shows)."""
     items, n = session.items, len(session.default_items())
     pts = np.array([[it.y, it.x] for it in items], float).reshape(-1, 2)
     features = {"rank": np.arange(1, len(items) + 1), "score": np.array([it.score for it in items], float),

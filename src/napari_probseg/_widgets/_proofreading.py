@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     import napari
 
 VIEW_PX = 128  # side of the field of view around a peak, in image pixels (a worm is ~100 px long)
-COLOURS = {"open": (0.0, 1.0, 1.0, 1.0), "reviewed": (0.2, 1.0, 0.2, 1.0), "current": (1.0, 1.0, 0.0, 1.0)}
+COLOURS = {"open": (0.0, 1.0, 1.0, 1.0), "reviewed": (0.2, 1.0, 0.2, 1.0), "current": (1.0, 1.0, 0.0, 1.0),
+           "unlisted": (0.0, 0.0, 0.0, 0.0)}
 
 
 class ProofreadingWidget(EditsMixin, SavingMixin, QWidget):
@@ -220,6 +221,12 @@ class ProofreadingWidget(EditsMixin, SavingMixin, QWidget):
         colours = np.array([COLOURS["reviewed" if r else "open"] for r in rev[:n]]).reshape(-1, 4)
         if self.current is not None and self.current < n:
             colours[self.current] = COLOURS["current"]
+        if not self.queue.patches:  # rings and numbers of the listed items only (napari ignores Points.shown in 2D)
+            colours[len(self.queue):] = COLOURS["unlisted"]
+            items = self.queue.session.items[:len(pl.data)]
+            numbers = [f"{r} {it.kind}" if r <= len(self.queue) else "" for r, it in enumerate(items, 1)]
+            if list(pl.features["label"]) != numbers:
+                pl.features = pl.features.assign(label=numbers)
         if n == len(pl.data):
             pl.border_color = colours
 
