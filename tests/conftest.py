@@ -29,6 +29,27 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def autosave_dir(tmp_path: Path, monkeypatch) -> Path:
+    """Every test's autosaves go to its own temporary folder, never the user's."""
+    from napari_probseg import autosave
+
+    d = tmp_path / "autosave"
+    monkeypatch.setenv(autosave.AUTOSAVE_ENV, str(d))
+    return d
+
+
+@pytest.fixture
+def notes():
+    """Notifications dispatched during the test (what the user would see)."""
+    from napari.utils.notifications import notification_manager
+
+    got: list = []
+    notification_manager.notification_ready.connect(got.append)
+    yield got
+    notification_manager.notification_ready.disconnect(got.append)
+
+
+@pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(1)
     yield

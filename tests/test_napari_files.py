@@ -30,12 +30,6 @@ from napari_probseg.sample_data import load_sample  # noqa: E402
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture(autouse=True)
-def _autosave_in_tmp(tmp_path: Path, monkeypatch) -> None:
-    from napari_probseg import autosave as A
-
-    monkeypatch.setenv(A.AUTOSAVE_ENV, str(tmp_path / "autosave"))
-
 
 def predict_output(folder: Path) -> Path:
     """A small ``probseg predict`` output (two worms side by side)."""

@@ -22,7 +22,7 @@ from napari_probseg import session as S  # noqa: E402
 from napari_probseg.inference import Prediction, bernoulli_entropy, uncertainty_peaks  # noqa: E402
 from napari_probseg.sample_data import load_sample  # noqa: E402
 
-from .test_widgets import _autosave_in_tmp, errors, notes  # noqa: E402, F401 (fixtures: autosave in tmp, notifications)
+from .gui_helpers import errors  # noqa: E402
 
 pytestmark = pytest.mark.gui
 MISSED, CROSSED = 0, 14  # ground-truth worm 0 (never binarised) crosses worm 13 = label 14
@@ -78,7 +78,7 @@ def actions(dock) -> list[str]:
     return [h["action"] for h in dock.session.history]
 
 
-def test_missed_worm_is_added_with_one_key_and_undone(make_napari_viewer, qtbot, c10_file, notes):  # noqa: F811
+def test_missed_worm_is_added_with_one_key_and_undone(make_napari_viewer, qtbot, c10_file, notes):
     path, gt = c10_file
     viewer = make_napari_viewer(show=True)
     dock = open_session(viewer, path)
@@ -117,7 +117,7 @@ def test_missed_worm_is_added_with_one_key_and_undone(make_napari_viewer, qtbot,
     assert not errors(notes)
 
 
-def test_click_select_merge_split_erase_add_and_undo(make_napari_viewer, qtbot, c10_file, notes):  # noqa: F811
+def test_click_select_merge_split_erase_add_and_undo(make_napari_viewer, qtbot, c10_file, notes):
     path, gt = c10_file
     viewer = make_napari_viewer(show=True)
     dock = open_session(viewer, path)
@@ -176,7 +176,7 @@ def test_click_select_merge_split_erase_add_and_undo(make_napari_viewer, qtbot, 
     assert dock.session.history[0]["by"] == "click" and not errors(notes)
 
 
-def test_closing_a_session_leaves_an_empty_dock(make_napari_viewer, qtbot, c10_file, notes):  # noqa: F811
+def test_closing_a_session_leaves_an_empty_dock(make_napari_viewer, qtbot, c10_file, notes):
     path, _ = c10_file
     viewer = make_napari_viewer(show=True)
     empty = viewer.window.add_plugin_dock_widget("napari-probseg", "Proofreading")[1]

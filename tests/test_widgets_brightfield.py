@@ -18,7 +18,7 @@ from napari_probseg.channels import NEEDS_BOTH, channel_meta  # noqa: E402
 from napari_probseg.checkpoint import PostprocessConfig, save_checkpoint  # noqa: E402
 
 from .conftest import tiny_model  # noqa: E402
-from .test_widgets import _autosave_in_tmp, add_crop, errors, notes, pick_layer  # noqa: E402,F401
+from .gui_helpers import add_crop, errors, pick_layer  # noqa: E402
 
 
 def test_none_is_kept_only_when_chosen():
@@ -28,7 +28,7 @@ def test_none_is_kept_only_when_chosen():
 
 
 def test_brightfield_only_choice_runs_for_an_allowing_model_and_is_refused_otherwise(
-        make_napari_viewer, qtbot, tmp_path: Path, tiny_checkpoint: Path, notes):  # noqa: F811
+        make_napari_viewer, qtbot, tmp_path: Path, tiny_checkpoint: Path, notes):
     bf_model = save_checkpoint(tmp_path / "bf.safetensors", tiny_model(), PostprocessConfig(min_size=5),
                                channel_meta(0.25))
     viewer = make_napari_viewer(show=True)

@@ -1,8 +1,6 @@
 """The Fine-tune dock states the expected time before Start and the measured pace while running (issue 16, item 8)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -16,12 +14,6 @@ from napari_probseg.sample_data import load_sample  # noqa: E402
 pytestmark = pytest.mark.gui
 CROP = (slice(100, 380), slice(150, 450))  # 280 x 300 pixels of C10: the default 256 px crop fits
 
-
-@pytest.fixture(autouse=True)
-def _autosave_in_tmp(tmp_path: Path, monkeypatch) -> None:
-    from napari_probseg import autosave as A
-
-    monkeypatch.setenv(A.AUTOSAVE_ENV, str(tmp_path / "autosave"))
 
 
 def test_expected_time_before_start_and_pace_while_running(make_napari_viewer, qtbot, tiny_checkpoint, tmp_path,

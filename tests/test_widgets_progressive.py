@@ -15,7 +15,7 @@ pytest.importorskip("pytestqt")
 from napari_probseg._widgets import InferenceWidget, ProofreadingWidget  # noqa: E402
 from napari_probseg._widgets._common import docked  # noqa: E402
 
-from .test_widgets import _autosave_in_tmp, add_crop, errors, notes  # noqa: E402, F401 (fixtures)
+from .gui_helpers import add_crop, errors  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -30,7 +30,7 @@ def segment_dock(viewer, draws: int) -> InferenceWidget:
     return w
 
 
-def test_first_result_on_screen_before_the_worker_ends_then_refined_in_place(make_napari_viewer, qtbot, notes):  # noqa: F811
+def test_first_result_on_screen_before_the_worker_ends_then_refined_in_place(make_napari_viewer, qtbot, notes):
     viewer = make_napari_viewer(show=True)
     w = segment_dock(viewer, draws=4)
     seen, ended, frozen = [], [], []
@@ -77,11 +77,11 @@ def cancel_at_first_result(make_napari_viewer, qtbot, messages) -> None:
     assert docked(viewer, ProofreadingWidget).session is sess and w.run_button.isEnabled()
 
 
-def test_cancel_keeps_what_has_arrived(make_napari_viewer, qtbot, notes):  # noqa: F811
+def test_cancel_keeps_what_has_arrived(make_napari_viewer, qtbot, notes):
     cancel_at_first_result(make_napari_viewer, qtbot, notes)
 
 
-def test_worm_width_resamples_for_the_model_and_results_stay_in_the_users_pixels(make_napari_viewer, qtbot, notes):  # noqa: F811
+def test_worm_width_resamples_for_the_model_and_results_stay_in_the_users_pixels(make_napari_viewer, qtbot, notes):
     viewer = make_napari_viewer(show=True)
     w = segment_dock(viewer, draws=2)
     w.worm_width.setText("wide")

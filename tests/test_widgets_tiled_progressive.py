@@ -19,7 +19,7 @@ from napari_probseg._widgets._common import docked  # noqa: E402
 from napari_probseg.counts import count_inputs  # noqa: E402
 from napari_probseg.review import review_items  # noqa: E402
 
-from .test_widgets import _autosave_in_tmp, errors, notes  # noqa: E402, F401 (fixtures)
+from .gui_helpers import errors  # noqa: E402
 from .test_widgets_progressive import cancel_at_first_result, segment_dock  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -46,7 +46,7 @@ def _watch(viewer, w, worker):
     return seen
 
 
-def test_tiled_field_shows_the_quick_pass_first_then_refines_in_place(make_napari_viewer, qtbot, notes, tiled):  # noqa: F811
+def test_tiled_field_shows_the_quick_pass_first_then_refines_in_place(make_napari_viewer, qtbot, notes, tiled):
     viewer = make_napari_viewer(show=True)
     w = segment_dock(viewer, draws=4)
     worker = w.run()
@@ -77,7 +77,7 @@ def test_tiled_field_shows_the_quick_pass_first_then_refines_in_place(make_napar
     assert sess.meta["count_inputs"] == ref and len(ref["draw_counts"]) == 4
 
 
-def test_tiled_field_cancel_keeps_the_first_result(make_napari_viewer, qtbot, notes, tiled):  # noqa: F811
+def test_tiled_field_cancel_keeps_the_first_result(make_napari_viewer, qtbot, notes, tiled):
     cancel_at_first_result(make_napari_viewer, qtbot, notes)
 
 
@@ -111,20 +111,20 @@ def cancel_as_the_width_estimate_ends(make_napari_viewer, qtbot, messages, monke
     assert docked(viewer, ProofreadingWidget).session is sess
 
 
-def test_cancel_while_a_resampled_tiled_run_starts_keeps_the_quick_pass(make_napari_viewer, qtbot, notes, tiled,  # noqa: F811
+def test_cancel_while_a_resampled_tiled_run_starts_keeps_the_quick_pass(make_napari_viewer, qtbot, notes, tiled,
                                                                          monkeypatch):
     cancel_as_the_width_estimate_ends(make_napari_viewer, qtbot, notes, monkeypatch, 13.0)  # x0.66, still tiled
 
 
 def test_cancel_while_an_image_grown_into_a_tiled_field_starts_keeps_the_quick_pass(make_napari_viewer, qtbot,
-                                                                                   notes, monkeypatch):  # noqa: F811
+                                                                                   notes, monkeypatch):
     """The untiled path: the crop is not tiled, but magnified x1.6 for the network it is."""
     monkeypatch.setattr(inference, "AUTO_TILE_PX", 25_000)
     assert not inference.tiles_image((2, 128, 160), None) and inference.tiles_image((2, 204, 255), None)
     cancel_as_the_width_estimate_ends(make_napari_viewer, qtbot, notes, monkeypatch, 5.4)
 
 
-def test_tiled_preview_of_a_resampled_field_is_in_the_users_pixels(make_napari_viewer, qtbot, notes, tiled):  # noqa: F811
+def test_tiled_preview_of_a_resampled_field_is_in_the_users_pixels(make_napari_viewer, qtbot, notes, tiled):
     viewer = make_napari_viewer(show=True)
     w = segment_dock(viewer, draws=2)
     w.worm_width.setText("13")  # shrunk x0.66 for the network
