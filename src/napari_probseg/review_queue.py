@@ -1,6 +1,6 @@
 """What the proofreading dock lists, headless: the review items (default) or the paper's patches.
 
-Three views of one session:
+Four views of one session:
 
 - ``errors``: the default review list, the suspected errors at or above the calibrated score
   (``review.ReviewConfig.min_score``); the items are sorted by score, so this is a prefix of
