@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_probseg.counts import Calibration, instance_weights
+from napari_probseg.counts import Calibration
 from napari_probseg.data import default_data_dir, load_masks, read_split
 from napari_probseg.evaluate import saved_prediction
 from napari_probseg.masks import nonempty
-from napari_probseg.review import ReviewConfig, count_inputs_of, ranked_items
+from napari_probseg.review import ReviewConfig, count_flags, count_inputs_of, ranked_items
 from napari_probseg.review_candidates import candidates
 from napari_probseg.review_metrics import RADIUS, find_errors, score_list, summarise
 
@@ -37,15 +37,13 @@ def main() -> None:
     folder, data = Path(args.eval_dir), Path(args.data) if args.data else default_data_dir()
     cals = [Calibration(**c) for c in json.loads((folder / "metrics.json").read_text())["counts"]["calibrations"]]
     other = {w: cals[1 - k] for k, f in enumerate(("test_fold1", "test_fold2")) for w in read_split(data, f)}
-    cfg, cut, on, off, per = ReviewConfig(), 0.75, [], [], {}
-    per_cut: dict[float, dict] = {c: {} for c in args.cuts}  # 0.75: the shipped binarisation cut
+    cfg, cut, on, off, per = ReviewConfig(), 0.75, [], [], {}  # 0.75: the shipped binarisation cut
+    per_cut: dict[float, dict] = {c: {} for c in args.cuts}
     for f in sorted((folder / "predictions").glob("*.npz")):
         w = f.stem
         prob = saved_prediction(folder, w, cut).probabilities
         inst = prob >= cut
-        inp = count_inputs_of(prob, cut)
-        weights = instance_weights({"draw_counts": [], **inp}, other[w])
-        flags = {int(i): float(weights[i]) for i in np.flatnonzero(np.asarray(inp["binarised"]) & (weights != 1.0))}
+        flags = count_flags(count_inputs_of(prob, cut), other[w])
         errors = find_errors(inst[nonempty(inst)], load_masks(data, w).astype(bool))
         near = [e.near(RADIUS) for e in errors]
         cands = candidates(prob, cut, cfg) if len(prob) else []

@@ -22,11 +22,15 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .review_candidates import FEATURES, KIND_ORDER, Candidate, candidates
 from .review_features import SKELETON_FEATURES
+
+if TYPE_CHECKING:
+    from .counts import Calibration
 
 # kind -> (what the proofreader reads, default suggested fix)
 KINDS = {
@@ -157,12 +161,13 @@ def count_inputs_of(prob: np.ndarray, threshold: float) -> dict:
     return count_inputs(prob, prob >= threshold, [])
 
 
-def count_flags(inputs: dict) -> dict[int, float]:
-    """Binarised instances that the shipped count weighs other than 1 (index -> weight): 0 for a
-    shape that is no worm (ragged rim strip, blob), 2 for one that looks like two worms."""
+def count_flags(inputs: dict, cal: Calibration | None = None) -> dict[int, float]:
+    """Binarised instances that the count weighs other than 1 (index -> weight): 0 for a shape
+    that is no worm (ragged rim strip, blob), 2 for one that looks like two worms.  ``cal``: the
+    count's ``counts.Calibration`` (the shipped one when None; a held-out check passes another)."""
     from .counts import DEFAULT_CALIBRATION, instance_weights
 
-    weights = instance_weights({"draw_counts": [], **inputs}, DEFAULT_CALIBRATION)
+    weights = instance_weights({"draw_counts": [], **inputs}, DEFAULT_CALIBRATION if cal is None else cal)
     binarised = np.asarray(inputs["binarised"], bool)
     return {int(i): float(weights[i]) for i in np.flatnonzero(binarised & (weights != 1.0))}
 
